@@ -1,0 +1,156 @@
+"""The FastAPI application: routes under /api/v1, OpenAPI at /api-docs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+
+from phantom_spire import __version__
+from phantom_spire.api.problems import install_problem_handlers
+from phantom_spire.api.schemas import (
+    ExecutionOut,
+    IndicatorOut,
+    LogOut,
+    TaskOut,
+    TaskStatusOut,
+)
+from phantom_spire.runtime import Runtime
+from phantom_spire.services.tasks import TaskService, TaskSpec
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
+    """Build the app around ``runtime``; with ``run_worker`` it also runs the worker pool."""
+    run_worker = runtime.settings.run_workers if run_worker is None else run_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker_job = asyncio.create_task(runtime.run_worker()) if run_worker else None
+        try:
+            yield
+        finally:
+            if worker_job is not None and runtime.worker is not None:
+                runtime.worker.stop()
+                await worker_job
+
+    app = FastAPI(
+        title="Phantom Spire",
+        version=__version__,
+        description="Task orchestration for cyber-threat-intelligence teams.",
+        docs_url="/api-docs",
+        openapi_url="/api-docs/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(_task_routes(), prefix="/api/v1")
+    app.include_router(_indicator_routes(), prefix="/api/v1")
+    return app
+
+
+def _tasks(request: Request) -> TaskService:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.tasks
+
+
+Tasks = Annotated[TaskService, Depends(_tasks)]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Accept both ``?status=a&status=b`` and ``?status=a,b``."""
+    return [v for item in values or [] for v in item.split(",") if v]
+
+
+def _task_routes() -> APIRouter:
+    router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+    @router.post("", status_code=201, response_model=TaskOut, response_model_by_alias=True)
+    def create_task(
+        spec: TaskSpec,
+        tasks: Tasks,
+        execute: Annotated[bool, Query(description="Queue the task right away.")] = False,
+    ) -> TaskOut:
+        """Create a task. It does not run until executed (or ``?execute=true``)."""
+        return TaskOut.from_row(tasks.create_task(spec, execute=execute))
+
+    @router.get("", response_model=list[TaskOut])
+    def list_tasks(
+        tasks: Tasks,
+        type: Annotated[list[str] | None, Query(description="Task types (any of).")] = None,
+        status: Annotated[list[str] | None, Query(description="Statuses (any of).")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[TaskOut]:
+        rows = tasks.list_tasks(
+            types=_split(type), statuses=_split(status), limit=limit, offset=offset
+        )
+        return [TaskOut.from_row(r) for r in rows]
+
+    @router.get("/system/health")
+    def health(tasks: Tasks, response: Response) -> dict[str, object]:
+        """Store reachability and task counts by status."""
+        report = tasks.health()
+        if report["status"] != "healthy":
+            response.status_code = 503
+        report["version"] = __version__
+        return report
+
+    @router.get("/{task_id}", response_model=TaskOut)
+    def get_task(task_id: str, tasks: Tasks) -> TaskOut:
+        return TaskOut.from_row(tasks.get_task(task_id))
+
+    @router.post("/{task_id}/execute", status_code=202, response_model=TaskOut)
+    def execute_task(task_id: str, tasks: Tasks) -> TaskOut:
+        """Queue the task for a worker."""
+        return TaskOut.from_row(tasks.execute_task(task_id))
+
+    @router.get("/{task_id}/status", response_model=TaskStatusOut)
+    def task_status(task_id: str, tasks: Tasks) -> TaskStatusOut:
+        return TaskStatusOut.from_row(tasks.get_task(task_id))
+
+    @router.get("/{task_id}/history", response_model=list[ExecutionOut])
+    def task_history(task_id: str, tasks: Tasks) -> list[ExecutionOut]:
+        """Every attempt, oldest first."""
+        return [ExecutionOut.from_row(r) for r in tasks.get_history(task_id)]
+
+    @router.get("/{task_id}/logs", response_model=list[LogOut])
+    def task_logs(
+        task_id: str,
+        tasks: Tasks,
+        after: Annotated[int, Query(ge=0, description="Only lines after this log id.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[LogOut]:
+        return [LogOut.from_row(r) for r in tasks.get_logs(task_id, after_id=after, limit=limit)]
+
+    return router
+
+
+def _indicator_routes() -> APIRouter:
+    router = APIRouter(prefix="/indicators", tags=["indicators"])
+
+    @router.get("", response_model=list[IndicatorOut])
+    def list_indicators(
+        request: Request,
+        type: str | None = None,
+        value: str | None = None,
+        source: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[IndicatorOut]:
+        """Stored indicators, most recently seen first."""
+        runtime: Runtime = request.app.state.runtime
+        rows = runtime.store.list_indicators(
+            type=type, value=value, source=source, limit=limit, offset=offset
+        )
+        return [IndicatorOut.from_row(r) for r in rows]
+
+    return router

@@ -1,0 +1,89 @@
+"""Errors as RFC 9457 problem details; the one place exception types become HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from phantom_spire.errors import IllegalTransition, InvalidTaskDefinition, TaskNotFound
+
+__all__ = ["install_problem_handlers", "problem"]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "https://phantom-spire.dev/problems/"
+
+
+def problem(status: int, title: str, detail: str, slug: str, **extra: Any) -> JSONResponse:
+    body = {"type": PROBLEM_TYPE + slug, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TaskNotFound)
+    async def _not_found(_: Request, exc: TaskNotFound) -> JSONResponse:
+        return problem(404, "Task not found", str(exc), "task-not-found", taskId=exc.task_id)
+
+    @app.exception_handler(IllegalTransition)
+    async def _conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
+        return problem(
+            409,
+            "Illegal state transition",
+            str(exc),
+            "illegal-transition",
+            taskId=exc.task_id,
+            currentStatus=exc.current,
+            requestedStatus=exc.target,
+        )
+
+    @app.exception_handler(InvalidTaskDefinition)
+    async def _invalid_definition(_: Request, exc: InvalidTaskDefinition) -> JSONResponse:
+        errors = [{"field": exc.field, "value": _jsonable(exc.value), "message": str(exc)}]
+        return problem(422, "Invalid task definition", str(exc), "invalid-task", errors=errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p != "body"),
+                "value": _jsonable(err.get("input")),
+                "message": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        detail = "; ".join(
+            f"{e['field'] or 'body'}: {e['message']} (got {e['value']!r})" for e in errors[:5]
+        )
+        return problem(422, "Invalid request", detail, "invalid-request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail), "http-error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.url.path,
+            extra={"event": "api_error"},
+        )
+        return problem(
+            500, "Internal error", "the server could not complete the request", "internal"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "…"
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value[:20]]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in list(value.items())[:20]}
+    return repr(value)[:200]

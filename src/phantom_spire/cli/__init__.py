@@ -1,0 +1,1 @@
+"""The ``spire`` command line."""

@@ -1,0 +1,414 @@
+"""``spire``: run the engine, and submit and inspect tasks through its REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from phantom_spire.cli.client import DEFAULT_API_URL, ApiClient, ApiError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="spire",
+    help="Phantom Spire: task orchestration for cyber-threat-intelligence teams.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+task_app = typer.Typer(help="Create, queue and inspect tasks.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+
+console = Console()
+err_console = Console(stderr=True)
+
+FINAL_STATES = {"completed", "failed", "cancelled", "timed_out", "skipped", "dead_lettered"}
+
+ApiUrl = Annotated[
+    str,
+    typer.Option("--api-url", envvar="SPIRE_API_URL", help="Address of a running engine."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _client(api_url: str) -> ApiClient:
+    return ApiClient(api_url)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        raise _fail(str(exc)) from None
+
+
+# -- running the engine --------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (SPIRE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (SPIRE_PORT).")] = None,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Also run a worker pool.")
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the REST API (and, by default, a worker pool) in this process."""
+    import uvicorn
+
+    from phantom_spire.api import create_app
+    from phantom_spire.runtime import Runtime
+    from phantom_spire.settings import Settings
+
+    _configure_logging(log_level)
+    settings = Settings()
+    runtime = Runtime(settings)
+    app_ = create_app(runtime, run_worker=workers)
+    store_name = (settings.database_url and "PostgreSQL") or f"SQLite in {settings.data_dir}"
+    err_console.print(
+        f"Phantom Spire on http://{host or settings.host}:{port or settings.port} "
+        f"(store: {store_name}; API docs at /api-docs)",
+        highlight=False,
+    )
+    uvicorn.run(
+        app_,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=int(settings.heartbeat_seconds),
+    )
+
+
+@app.command()
+def worker(
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run a worker pool only (distributed mode: many of these share one PostgreSQL)."""
+    from phantom_spire.runtime import Runtime
+    from phantom_spire.settings import Settings
+
+    _configure_logging(log_level)
+    runtime = Runtime(Settings())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        worker_ = runtime.new_worker()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker_.stop)
+        await runtime.run_worker()
+
+    asyncio.run(main())
+    runtime.close()
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the store's schema (also done by `serve` and `worker`)."""
+    from phantom_spire.settings import Settings
+    from phantom_spire.store import current_revision
+    from phantom_spire.store import migrate as run_migrate
+
+    url = Settings().resolved_database_url
+    run_migrate(url)
+    console.print(f"store at revision {current_revision(url)}")
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+def _parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except json.JSONDecodeError as exc:
+            raise _fail(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise _fail(f"--params must be a JSON object, got {type(loaded).__name__}")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+@task_app.command("create")
+def task_create(
+    type: Annotated[str, typer.Option("--type", help="Task type, e.g. data_ingestion.")],
+    name: Annotated[str | None, typer.Option(help="Task name (defaults to the type).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Handler parameter KEY=VALUE.")
+    ] = None,
+    params: Annotated[str | None, typer.Option("--params", help="Parameters as JSON.")] = None,
+    priority: Annotated[str, typer.Option(help="critical, high, normal, low, background.")] = (
+        "normal"
+    ),
+    timeout: Annotated[int | None, typer.Option(help="Timeout in ms.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before giving up.")] = None,
+    execute: Annotated[bool, typer.Option("--execute", help="Queue it right away.")] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a task (pending until executed, unless --execute)."""
+    definition: dict[str, Any] = {"parameters": _parse_params(param or [], params)}
+    if timeout is not None:
+        definition["timeout"] = timeout
+    if max_attempts is not None:
+        definition["retryPolicy"] = {"maxAttempts": max_attempts}
+    body = {"name": name or type, "type": type, "priority": priority, "definition": definition}
+    task = _call(_client(api_url).post, "/tasks", body, execute=str(execute).lower())
+    _print_task(task, as_json)
+
+
+@task_app.command("list")
+def task_list(
+    type: Annotated[list[str] | None, typer.Option("--type", help="Filter by type.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="Filter by status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks, newest first."""
+    rows = _call(_client(api_url).get, "/tasks", type=type, status=status, limit=limit)
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("id", "name", "type", "priority", "status", "attempts", "created")
+    for t in rows:
+        table.add_row(
+            t["id"],
+            t["name"],
+            t["type"],
+            t["priority"],
+            t["status"],
+            f"{t['attempts']}/{t['maxAttempts']}",
+            t["createdAt"],
+        )
+    console.print(table)
+
+
+@task_app.command("show")
+def task_show(task_id: str, api_url: ApiUrl = DEFAULT_API_URL, as_json: JsonFlag = False) -> None:
+    """Show one task with its attempts."""
+    client = _client(api_url)
+    task = _call(client.get, f"/tasks/{task_id}")
+    if as_json:
+        task["history"] = _call(client.get, f"/tasks/{task_id}/history")
+        console.print_json(data=task)
+        return
+    _print_task(task, False)
+    table = Table("attempt", "status", "worker", "started", "ms", "error")
+    for e in _call(client.get, f"/tasks/{task_id}/history"):
+        table.add_row(
+            str(e["attempt"]),
+            e["status"],
+            e["workerId"],
+            e["startedAt"],
+            str(e["durationMs"] or ""),
+            e["error"] or "",
+        )
+    console.print(table)
+
+
+@task_app.command("execute")
+def task_execute(
+    task_id: str, api_url: ApiUrl = DEFAULT_API_URL, as_json: JsonFlag = False
+) -> None:
+    """Queue a task for a worker."""
+    _print_task(_call(_client(api_url).post, f"/tasks/{task_id}/execute"), as_json)
+
+
+@task_app.command("logs")
+def task_logs(
+    task_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new lines.")] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print a task's log lines (all attempts)."""
+    client = _client(api_url)
+    after = 0
+    while True:
+        for line in _call(client.get, f"/tasks/{task_id}/logs", after=after):
+            after = line["id"]
+            if as_json:
+                print(json.dumps(line))
+            else:
+                console.print(
+                    f"{line['at']} [{line['level']}] #{line['attempt']} {line['message']}",
+                    highlight=False,
+                    markup=False,
+                )
+        if not follow:
+            return
+        if _call(client.get, f"/tasks/{task_id}/status")["status"] in FINAL_STATES:
+            follow = False
+            continue
+        time.sleep(1)
+
+
+def _print_task(task: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        console.print_json(data=task)
+        return
+    console.print(
+        f"[bold]{task['id']}[/bold]  {task['name']}  type={task['type']}  "
+        f"priority={task['priority']}  status=[bold]{task['status']}[/bold]  "
+        f"attempts={task['attempts']}/{task['maxAttempts']}",
+        highlight=False,
+    )
+    if task.get("error"):
+        console.print(f"error: {task['error']}", style="red", highlight=False, markup=False)
+
+
+# -- ingestion -----------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Path or http(s) URL of a STIX, MISP or CSV feed.")],
+    format: Annotated[
+        str | None, typer.Option("--format", help="stix, misp or csv (detected if absent).")
+    ] = None,
+    priority: Annotated[str, typer.Option(help="Task priority.")] = "normal",
+    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Wait for the end.")] = True,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest a threat feed: create the task, follow it, print what it stored."""
+    if "://" not in source:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise _fail(f"no such file: {source!r}")
+        source = str(path.resolve())
+    params: dict[str, Any] = {"source": source}
+    if format:
+        params["format"] = format
+    body = {
+        "name": f"ingest {Path(source).name}",
+        "type": "data_ingestion",
+        "priority": priority,
+        "definition": {"parameters": params},
+    }
+    client = _client(api_url)
+    task = _call(client.post, "/tasks", body, execute="true")
+    if not follow:
+        _print_task(task, as_json)
+        return
+
+    task = _follow(client, task, quiet=as_json)
+    if as_json:
+        console.print_json(data=task)
+    else:
+        _print_ingest_summary(task)
+    if task["status"] != "completed":
+        raise typer.Exit(code=1)
+
+
+def _follow(client: ApiClient, task: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    task_id = task["id"]
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+    ) as progress:
+        bar = progress.add_task(f"{task_id} queued", total=None)
+        while True:
+            status = _call(client.get, f"/tasks/{task_id}/status")
+            done = status["progress"]["done"]
+            records = f", {done} records" if done is not None else ""
+            progress.update(
+                bar,
+                description=f"{task_id} {status['status']} (attempt {status['attempts']}{records})",
+            )
+            if status["status"] in FINAL_STATES:
+                break
+            time.sleep(0.25)
+    return _call(client.get, f"/tasks/{task_id}")
+
+
+def _print_ingest_summary(task: dict[str, Any]) -> None:
+    _print_task(task, False)
+    result = task.get("result") or {}
+    if not result:
+        return
+    records = result.get("records", {})
+    console.print(
+        f"format={result.get('format')}  records read={records.get('read', 0)}  "
+        f"indicators={records.get('indicator', 0)}  rejected={records.get('rejected', 0)}  "
+        f"skipped={records.get('skipped', 0)}",
+        highlight=False,
+    )
+    table = Table("type", "read", "new in store", title="Indicators by type")
+    for type_, counts in result.get("byType", {}).items():
+        table.add_row(type_, str(counts.get("read", 0)), str(counts.get("new", 0)))
+    console.print(table)
+    if result.get("rejectReasons"):
+        rejects = Table("reason", "count", title="Rejected")
+        for reason, n in result["rejectReasons"].items():
+            rejects.add_row(reason, str(n))
+        console.print(rejects)
+
+
+@app.command()
+def indicators(
+    type: Annotated[str | None, typer.Option("--type", help="Only this indicator type.")] = None,
+    value: Annotated[str | None, typer.Option(help="Exact (normalised) value.")] = None,
+    source: Annotated[str | None, typer.Option(help="Only from this source.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """List stored indicators, most recently seen first."""
+    rows = _call(
+        _client(api_url).get, "/indicators", type=type, value=value, source=source, limit=limit
+    )
+    if as_json:
+        console.print_json(data=rows)
+        return
+    table = Table("type", "value", "count", "sources", "tags", "last seen")
+    for r in rows:
+        table.add_row(
+            r["type"],
+            r["value"],
+            str(r["count"]),
+            ", ".join(r["sources"]),
+            ", ".join(r["tags"]),
+            r["lastSeen"],
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The engine: task lifecycle, retry policy and the worker pool."""

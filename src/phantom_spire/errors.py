@@ -1,0 +1,80 @@
+"""The exceptions of Phantom Spire, under one base.
+
+    SpireError
+     ├── ConfigError              a setting is missing or contradicts another
+     ├── TaskNotFound             no task with that id (or not visible to the caller)
+     ├── IllegalTransition        the state machine forbids the move
+     ├── LeaseLost                a worker no longer owns the task it is working on
+     ├── InvalidTaskDefinition    a task definition is malformed (unknown handler, bad parameters)
+     └── HandlerError             raised by handlers; says whether a retry may help
+
+The API maps each class to an HTTP status in one place (``api.problems``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "HandlerError",
+    "IllegalTransition",
+    "InvalidTaskDefinition",
+    "LeaseLost",
+    "SpireError",
+    "TaskNotFound",
+]
+
+
+class SpireError(Exception):
+    """Base class of every error raised by Phantom Spire."""
+
+
+class ConfigError(SpireError):
+    """A setting is missing, malformed or contradicts another setting."""
+
+
+class TaskNotFound(SpireError):
+    """No task has the given id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}")
+        self.task_id = task_id
+
+
+class IllegalTransition(SpireError):
+    """The task state machine does not allow this move from the task's current state."""
+
+    def __init__(self, task_id: str, current: str, target: str, allowed: frozenset[str]) -> None:
+        allowed_text = ", ".join(sorted(allowed)) or "none"
+        super().__init__(
+            f"cannot move task {task_id} from {current!r} to {target!r}; "
+            f"allowed from {current!r}: {allowed_text}"
+        )
+        self.task_id = task_id
+        self.current = current
+        self.target = target
+
+
+class LeaseLost(SpireError):
+    """The worker's lease on a task expired or was taken over; its result is discarded."""
+
+    def __init__(self, task_id: str, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id!r} no longer holds the lease on task {task_id}")
+        self.task_id = task_id
+        self.worker_id = worker_id
+
+
+class InvalidTaskDefinition(SpireError):
+    """A task definition names an unknown handler or carries parameters it cannot accept."""
+
+    def __init__(self, message: str, *, field: str | None = None, value: object = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+
+class HandlerError(SpireError):
+    """A handler failed. ``retryable=False`` means a retry cannot help (bad input)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,669 @@
+"""The one Store interface over SQLAlchemy Core, for SQLite and PostgreSQL.
+
+Every query the engine runs lives here, in a method named after what it does. Methods are
+synchronous and thread-safe; async callers run them in a thread. Each state change reads the
+task under a write lock (SQLite: the writer transaction; PostgreSQL: ``FOR UPDATE``) and is
+checked against :mod:`phantom_spire.engine.lifecycle` before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from phantom_spire.engine.lifecycle import ExecutionStatus, TaskStatus, check_transition
+from phantom_spire.errors import LeaseLost, SpireError, TaskNotFound
+from phantom_spire.ids import new_id
+from phantom_spire.store.engine import create_engines
+from phantom_spire.store.schema import (
+    audit_events,
+    executions,
+    indicator_sources,
+    indicators,
+    task_logs,
+    tasks,
+)
+
+__all__ = ["Claim", "IndicatorRecord", "ProgressUpdate", "Reaped", "Store", "UpsertStats"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task a worker now holds, and the execution (attempt) opened for it."""
+
+    task: Row
+    execution_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """A task whose lease expired, and where the reaper sent it."""
+
+    task_id: str
+    attempt: int
+    worker_id: str | None
+    new_status: str
+
+
+@dataclass(frozen=True)
+class IndicatorRecord:
+    """One normalised indicator to be merged into the store."""
+
+    type: str
+    value: str
+    tags: tuple[str, ...] = ()
+    confidence: int | None = None
+
+
+class ProgressUpdate(NamedTuple):
+    """A checkpoint to write with a batch, by the worker holding the task's lease."""
+
+    task_id: str
+    worker_id: str
+    done: int | None
+    total: int | None
+    checkpoint: Any
+
+
+@dataclass
+class UpsertStats:
+    """What a batch did to the indicator table."""
+
+    new: int = 0
+    existing: int = 0
+    new_by_type: dict[str, int] = field(default_factory=dict)
+
+
+class Store:
+    """Persistence for tasks, executions, logs, audit events and indicators."""
+
+    def __init__(self, url: str, *, clock: Clock = time.time) -> None:
+        self.url = url
+        self.clock = clock
+        self._write_engine, self._read_engine = create_engines(url)
+        self.dialect = self._write_engine.dialect.name
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self._write_engine.dispose()
+        if self._read_engine is not self._write_engine:
+            self._read_engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._read_engine.begin() as conn:
+            yield conn
+
+    # -- health ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def count_tasks_by_status(self) -> dict[str, int]:
+        query = (
+            sa.select(tasks.c.status, sa.func.count())
+            .where(tasks.c.deleted_at.is_(None))
+            .group_by(tasks.c.status)
+        )
+        with self._read() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def insert_task(self, row: Row, *, audit: Row | None = None) -> Row:
+        """Insert a new task (and its audit event in the same transaction)."""
+        with self._write() as conn:
+            conn.execute(sa.insert(tasks).values(**row))
+            if audit:
+                self._insert_audit(conn, audit)
+        return row
+
+    def insert_tasks(self, rows: Sequence[Row]) -> None:
+        """Insert many tasks in one transaction (bulk submission)."""
+        if rows:
+            with self._write() as conn:
+                conn.execute(sa.insert(tasks), list(rows))
+
+    def get_task(self, task_id: str) -> Row:
+        query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
+        with self._read() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise TaskNotFound(task_id)
+        return dict(row)
+
+    def list_tasks(
+        self,
+        *,
+        types: Sequence[str] = (),
+        statuses: Sequence[str] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Row]:
+        query = sa.select(tasks).where(tasks.c.deleted_at.is_(None))
+        if types:
+            query = query.where(tasks.c.type.in_(types))
+        if statuses:
+            query = query.where(tasks.c.status.in_(statuses))
+        query = query.order_by(tasks.c.id.desc()).limit(limit).offset(offset)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def transition_task(
+        self,
+        task_id: str,
+        target: TaskStatus,
+        *,
+        audit: Row | None = None,
+        **values: Any,
+    ) -> Row:
+        """Move a task to ``target`` if the transition table allows it from its current state."""
+        with self._write() as conn:
+            row = self._load_for_update(conn, task_id)
+            updated = self._set_status(conn, row, target, **values)
+            if audit:
+                self._insert_audit(conn, audit)
+        return updated
+
+    def _load_for_update(self, conn: sa.Connection, task_id: str) -> Row:
+        query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
+        if self.is_postgres:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise TaskNotFound(task_id)
+        return dict(row)
+
+    def _set_status(self, conn: sa.Connection, row: Row, target: str, **values: Any) -> Row:
+        check_transition(row["id"], row["status"], target)
+        now = self.clock()
+        values = {"status": str(target), "updated_at": now, "version": row["version"] + 1, **values}
+        result = conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id == row["id"], tasks.c.version == row["version"])
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            # Unreachable while the row is locked; kept so a locking bug fails loudly.
+            raise SpireError(f"task {row['id']} changed while locked (version {row['version']})")
+        return {**row, **values}
+
+    # -- claiming and leases ---------------------------------------------------------------
+
+    def claim_tasks(self, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Atomically take up to ``limit`` of the highest-priority queued tasks.
+
+        Retry-waiting tasks whose backoff has passed are promoted to ``queued`` first, in the
+        same transaction. On PostgreSQL, ``SKIP LOCKED`` lets many workers claim at once
+        without waiting on each other's rows.
+        """
+        if limit <= 0:
+            return []
+        now = self.clock()
+
+        with self._write() as conn:
+            self._promote_due_retries(conn, now)
+            rows = self._select_claimable(conn, limit)
+            return [self._claim_row(conn, row, worker_id, now, lease_seconds) for row in rows]
+
+    def _promote_due_retries(self, conn: sa.Connection, now: float) -> None:
+        conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.status == TaskStatus.RETRY_WAIT, tasks.c.available_at <= now)
+            .values(
+                status=TaskStatus.QUEUED,
+                enqueued_at=tasks.c.available_at,
+                updated_at=now,
+                version=tasks.c.version + 1,
+            )
+        )
+
+    def _select_claimable(self, conn: sa.Connection, limit: int) -> list[Row]:
+        query = (
+            sa.select(tasks)
+            .where(tasks.c.status == TaskStatus.QUEUED)
+            .order_by(tasks.c.effective_priority.desc(), tasks.c.enqueued_at, tasks.c.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+    def _claim_row(
+        self, conn: sa.Connection, row: Row, worker_id: str, now: float, lease_seconds: float
+    ) -> Claim:
+        attempt = row["attempts"] + 1
+        execution_id = new_id()
+        updated = self._set_status(
+            conn,
+            row,
+            TaskStatus.RUNNING,
+            attempts=attempt,
+            lease_owner=worker_id,
+            lease_expires_at=now + lease_seconds,
+            started_at=row["started_at"] or now,
+        )
+        conn.execute(
+            sa.insert(executions).values(
+                id=execution_id,
+                task_id=row["id"],
+                attempt=attempt,
+                status=ExecutionStatus.RUNNING,
+                worker_id=worker_id,
+                started_at=now,
+            )
+        )
+        return Claim(task=updated, execution_id=execution_id, attempt=attempt)
+
+    def renew_leases(
+        self, worker_id: str, task_ids: Iterable[str], lease_seconds: float
+    ) -> dict[str, str]:
+        """Extend the leases this worker still holds; return ``{task_id: status}`` for them.
+
+        A task missing from the answer is no longer this worker's: the reaper gave it away.
+        """
+        ids = list(task_ids)
+        if not ids:
+            return {}
+        now = self.clock()
+        held = (
+            tasks.c.id.in_(ids),
+            tasks.c.lease_owner == worker_id,
+            tasks.c.status.in_([TaskStatus.RUNNING, TaskStatus.CANCELLING]),
+        )
+        with self._write() as conn:
+            conn.execute(sa.update(tasks).where(*held).values(lease_expires_at=now + lease_seconds))
+            rows = conn.execute(sa.select(tasks.c.id, tasks.c.status).where(*held))
+            return {task_id: status for task_id, status in rows}
+
+    def finish_execution(
+        self,
+        claim: Claim,
+        worker_id: str,
+        *,
+        execution_status: ExecutionStatus,
+        task_status: TaskStatus,
+        error: str | None = None,
+        error_type: str | None = None,
+        result: Any = None,
+        available_at: float | None = None,
+        metrics: Row | None = None,
+    ) -> Row:
+        """Close an attempt and move its task on, if this worker still holds the lease."""
+        task_id = claim.task["id"]
+        now = self.clock()
+
+        with self._write() as conn:
+            row = self._load_for_update(conn, task_id)
+            if row["lease_owner"] != worker_id or row["attempts"] != claim.attempt:
+                raise LeaseLost(task_id, worker_id)
+
+            conn.execute(
+                sa.update(executions)
+                .where(executions.c.id == claim.execution_id)
+                .values(
+                    status=execution_status,
+                    finished_at=now,
+                    error=error,
+                    error_type=error_type,
+                    metrics=metrics,
+                )
+            )
+            values: Row = {"lease_owner": None, "lease_expires_at": None, "error": error}
+            if result is not None:
+                values["result"] = result
+            if task_status == TaskStatus.RETRY_WAIT:
+                values["available_at"] = available_at if available_at is not None else now
+            else:
+                values["finished_at"] = now
+            return self._set_status(conn, row, task_status, **values)
+
+    def reap_expired_leases(self) -> list[Reaped]:
+        """Return to the queue every task whose worker stopped renewing its lease.
+
+        The attempt is recorded as ``lost``. A task that has used all its attempts this way is
+        dead-lettered rather than redelivered forever (a poison task that kills its worker).
+        """
+        now = self.clock()
+        query = sa.select(tasks).where(
+            tasks.c.status.in_([TaskStatus.RUNNING, TaskStatus.CANCELLING]),
+            tasks.c.lease_expires_at < now,
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+
+        reaped: list[Reaped] = []
+        with self._write() as conn:
+            for row in [dict(r) for r in conn.execute(query).mappings()]:
+                reaped.append(self._reap_row(conn, row, now))
+        return reaped
+
+    def _reap_row(self, conn: sa.Connection, row: Row, now: float) -> Reaped:
+        worker_id = row["lease_owner"]
+        reason = f"worker {worker_id!r} stopped renewing its lease (crashed or unreachable)"
+        conn.execute(
+            sa.update(executions)
+            .where(
+                executions.c.task_id == row["id"],
+                executions.c.attempt == row["attempts"],
+                executions.c.status == ExecutionStatus.RUNNING,
+            )
+            .values(status=ExecutionStatus.LOST, finished_at=now, error=reason, error_type="lost")
+        )
+
+        common = {"lease_owner": None, "lease_expires_at": None, "error": reason}
+        if row["status"] == TaskStatus.CANCELLING:
+            target, extra = TaskStatus.CANCELLED, {"finished_at": now}
+        elif row["attempts"] >= row["max_attempts"]:
+            common["error"] = f"{reason}; all {row['max_attempts']} attempts were lost this way"
+            target, extra = TaskStatus.DEAD_LETTERED, {"finished_at": now}
+        else:
+            target, extra = TaskStatus.QUEUED, {"available_at": now, "enqueued_at": now}
+        self._set_status(conn, row, target, **common, **extra)
+        logger.warning(
+            "reclaimed task %s from %s (attempt %d) -> %s",
+            row["id"],
+            worker_id,
+            row["attempts"],
+            target,
+            extra={"event": "lease_expired", "task_id": row["id"], "worker_id": worker_id},
+        )
+        return Reaped(row["id"], row["attempts"], worker_id, str(target))
+
+    # -- progress and checkpoints ----------------------------------------------------------
+
+    def save_progress(
+        self,
+        task_id: str,
+        worker_id: str,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        checkpoint: Any = None,
+    ) -> None:
+        """Record progress (and a checkpoint) for a task this worker holds."""
+        with self._write() as conn:
+            self._save_progress(conn, task_id, worker_id, done, total, checkpoint)
+
+    def _save_progress(
+        self,
+        conn: sa.Connection,
+        task_id: str,
+        worker_id: str,
+        done: int | None,
+        total: int | None,
+        checkpoint: Any,
+    ) -> None:
+        values: Row = {"updated_at": self.clock()}
+        if done is not None:
+            values["progress_done"] = done
+        if total is not None:
+            values["progress_total"] = total
+        if checkpoint is not None:
+            values["checkpoint"] = checkpoint
+        result = conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise LeaseLost(task_id, worker_id)
+
+    # -- executions and logs ---------------------------------------------------------------
+
+    def list_executions(self, task_id: str) -> list[Row]:
+        query = (
+            sa.select(executions)
+            .where(executions.c.task_id == task_id)
+            .order_by(executions.c.attempt)
+        )
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def append_logs(self, rows: Sequence[Row]) -> None:
+        if rows:
+            with self._write() as conn:
+                conn.execute(sa.insert(task_logs), list(rows))
+
+    def list_logs(self, task_id: str, *, after_id: int = 0, limit: int = 1000) -> list[Row]:
+        query = (
+            sa.select(task_logs)
+            .where(task_logs.c.task_id == task_id, task_logs.c.id > after_id)
+            .order_by(task_logs.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def _insert_audit(self, conn: sa.Connection, event: Row) -> None:
+        conn.execute(sa.insert(audit_events).values(at=self.clock(), **event))
+
+    def record_audit(self, event: Row) -> None:
+        with self._write() as conn:
+            self._insert_audit(conn, event)
+
+    def list_audit(self, *, target_id: str | None = None, limit: int = 100) -> list[Row]:
+        query = sa.select(audit_events).order_by(audit_events.c.id).limit(limit)
+        if target_id:
+            query = query.where(audit_events.c.target_id == target_id)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # -- indicators ------------------------------------------------------------------------
+
+    def upsert_indicators(
+        self,
+        records: Sequence[IndicatorRecord],
+        source: str,
+        *,
+        progress: Callable[[UpsertStats], ProgressUpdate] | None = None,
+    ) -> UpsertStats:
+        """Merge a batch into the indicator store: one row per (type, value).
+
+        Repeats within the batch are folded first; then each indicator's count, first and
+        last seen, confidence and per-source sightings are merged with what is stored.
+        ``progress`` builds, from this batch's stats, a checkpoint that is written in the
+        same transaction, so a task resuming from it never merges the same records twice.
+        """
+        merged = _fold_batch(records)
+        stats = UpsertStats()
+        now = self.clock()
+
+        with self._write() as conn:
+            existing = self._existing_keys(conn, list(merged)) if merged else set()
+            for key in merged:
+                if key in existing:
+                    stats.existing += 1
+                else:
+                    stats.new += 1
+                    stats.new_by_type[key[0]] = stats.new_by_type.get(key[0], 0) + 1
+            if progress is not None:
+                self._save_progress(conn, *progress(stats))
+            if merged:
+                ids = self._upsert_indicator_rows(conn, merged, now)
+                self._upsert_indicator_sources(conn, ids, merged, source, now)
+        return stats
+
+    def _existing_keys(
+        self, conn: sa.Connection, keys: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        query = sa.select(indicators.c.type, indicators.c.value).where(
+            sa.tuple_(indicators.c.type, indicators.c.value).in_(keys)
+        )
+        return {(t, v) for t, v in conn.execute(query)}
+
+    def _insert_for_dialect(self, table: sa.Table) -> Any:
+        return pg_dialect.insert(table) if self.is_postgres else sqlite_dialect.insert(table)
+
+    def _greatest(self, a: Any, b: Any) -> Any:
+        return sa.func.greatest(a, b) if self.is_postgres else sa.func.max(a, b)
+
+    def _least(self, a: Any, b: Any) -> Any:
+        return sa.func.least(a, b) if self.is_postgres else sa.func.min(a, b)
+
+    def _upsert_indicator_rows(
+        self, conn: sa.Connection, merged: dict[tuple[str, str], _Folded], now: float
+    ) -> dict[tuple[str, str], int]:
+        stmt = self._insert_for_dialect(indicators).values(
+            [
+                {
+                    "type": t,
+                    "value": v,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "count": f.count,
+                    "confidence": f.confidence,
+                    "tags": sorted(f.tags),
+                }
+                for (t, v), f in merged.items()
+            ]
+        )
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[indicators.c.type, indicators.c.value],
+            set_={
+                "count": indicators.c.count + excluded.count,
+                "last_seen": self._greatest(indicators.c.last_seen, excluded.last_seen),
+                "first_seen": self._least(indicators.c.first_seen, excluded.first_seen),
+                "confidence": self._greatest(
+                    sa.func.coalesce(indicators.c.confidence, excluded.confidence),
+                    sa.func.coalesce(excluded.confidence, indicators.c.confidence),
+                ),
+                "tags": excluded.tags,
+            },
+        ).returning(indicators.c.id, indicators.c.type, indicators.c.value)
+        return {(t, v): i for i, t, v in conn.execute(stmt)}
+
+    def _upsert_indicator_sources(
+        self,
+        conn: sa.Connection,
+        ids: dict[tuple[str, str], int],
+        merged: dict[tuple[str, str], _Folded],
+        source: str,
+        now: float,
+    ) -> None:
+        stmt = self._insert_for_dialect(indicator_sources).values(
+            [
+                {
+                    "indicator_id": ids[key],
+                    "source": source,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "count": folded.count,
+                }
+                for key, folded in merged.items()
+            ]
+        )
+        excluded = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[indicator_sources.c.indicator_id, indicator_sources.c.source],
+                set_={
+                    "count": indicator_sources.c.count + excluded.count,
+                    "last_seen": self._greatest(indicator_sources.c.last_seen, excluded.last_seen),
+                },
+            )
+        )
+
+    def list_indicators(
+        self,
+        *,
+        type: str | None = None,
+        value: str | None = None,
+        source: str | None = None,
+        seen_after: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Row]:
+        """Indicators with their sources, newest sighting first."""
+        query = sa.select(indicators)
+        if type:
+            query = query.where(indicators.c.type == type)
+        if value:
+            query = query.where(indicators.c.value == value)
+        if seen_after is not None:
+            query = query.where(indicators.c.last_seen >= seen_after)
+        if source:
+            query = query.where(
+                indicators.c.id.in_(
+                    sa.select(indicator_sources.c.indicator_id).where(
+                        indicator_sources.c.source == source
+                    )
+                )
+            )
+        query = query.order_by(indicators.c.last_seen.desc(), indicators.c.id).limit(limit)
+        query = query.offset(offset)
+
+        with self._read() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            sources = self._sources_of(conn, [r["id"] for r in rows])
+        for row in rows:
+            row["sources"] = sources.get(row["id"], [])
+        return rows
+
+    def _sources_of(self, conn: sa.Connection, ids: list[int]) -> dict[int, list[str]]:
+        if not ids:
+            return {}
+        query = (
+            sa.select(indicator_sources.c.indicator_id, indicator_sources.c.source)
+            .where(indicator_sources.c.indicator_id.in_(ids))
+            .order_by(indicator_sources.c.first_seen)
+        )
+        out: dict[int, list[str]] = {}
+        for indicator_id, src in conn.execute(query):
+            out.setdefault(indicator_id, []).append(src)
+        return out
+
+    def count_indicators_by_type(self, *, source: str | None = None) -> dict[str, int]:
+        query = sa.select(indicators.c.type, sa.func.count()).group_by(indicators.c.type)
+        if source:
+            query = query.join(
+                indicator_sources, indicator_sources.c.indicator_id == indicators.c.id
+            ).where(indicator_sources.c.source == source)
+        with self._read() as conn:
+            return {t: n for t, n in conn.execute(query)}
+
+
+@dataclass
+class _Folded:
+    count: int = 0
+    confidence: int | None = None
+    tags: set[str] = field(default_factory=set)
+
+
+def _fold_batch(records: Sequence[IndicatorRecord]) -> dict[tuple[str, str], _Folded]:
+    merged: dict[tuple[str, str], _Folded] = {}
+    for rec in records:
+        folded = merged.setdefault((rec.type, rec.value), _Folded())
+        folded.count += 1
+        folded.tags.update(rec.tags)
+        if rec.confidence is not None:
+            folded.confidence = max(folded.confidence or rec.confidence, rec.confidence)
+    return merged
