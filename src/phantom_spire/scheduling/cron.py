@@ -113,9 +113,18 @@ def resolve_timezone(tz: str | tzinfo) -> tzinfo:
 class CronSchedule:
     """A parsed cron expression bound to a time zone; build it with :meth:`parse`.
 
+    Constructing it directly skips every check, so only :meth:`parse` should.
+
     Attributes:
         expression: The expression as given (macros are kept as written).
         zone: The time zone whose wall clock the expression is read in.
+        minutes: Allowed minutes, ascending.
+        hours: Allowed hours, ascending.
+        days_of_month: Allowed days of the month.
+        months: Allowed months (1-12), ascending.
+        days_of_week: Allowed weekdays, Sunday as 0 (a 7 in the expression is stored as 0).
+        day_match_both: True when a day must match both day fields (either starts with ``*``),
+            False when matching either one is enough.
     """
 
     expression: str
@@ -167,20 +176,20 @@ class CronSchedule:
         """Return the first fire time strictly after ``after``, in UTC.
 
         Raises:
-            ScheduleError: If ``after`` is naive, or no fire time exists before the end of the
-                calendar (year 9999).
+            ScheduleError: If ``after`` is naive, or no fire time follows it within the years
+                1-9999 that ``datetime`` can hold.
         """
         moment = as_utc(after, "after")
-        local = moment.astimezone(self.zone)
-        start = local.replace(tzinfo=None, second=0, microsecond=0, fold=0) + timedelta(minutes=1)
-        for wall in self._walls(start, backwards=False):
-            instant = self._instant(wall)
-            if instant > moment:
-                return instant
-        raise ScheduleError(
-            f"cron expression {self.expression!r} has no fire time after {after.isoformat()!r} "
-            f"within the searchable calendar"
-        )
+        try:
+            local = moment.astimezone(self.zone)
+            start = local.replace(tzinfo=None, second=0, microsecond=0, fold=0)
+            for wall in self._walls(start + timedelta(minutes=1), backwards=False):
+                instant = self._instant(wall)
+                if instant > moment:
+                    return instant
+        except OverflowError as exc:  # the search ran off datetime's years 1-9999
+            raise self._exhausted("after", after) from exc
+        raise self._exhausted("after", after)
 
     def previous_before(self, before: datetime) -> datetime:
         """Return the last fire time strictly before ``before``, in UTC.
@@ -189,20 +198,20 @@ class CronSchedule:
             ScheduleError: If ``before`` is naive or no earlier fire time exists.
         """
         moment = as_utc(before, "before")
-        local = moment.astimezone(self.zone)
-        start = local.replace(tzinfo=None, second=0, microsecond=0, fold=0)
-        if local.fold:
-            # In the second pass of a repeated hour, later wall times of the first pass are
-            # still in the past, so the search must begin after the whole repeated stretch.
-            start += _fold_width(local)
-        for wall in self._walls(start, backwards=True):
-            instant = self._instant(wall)
-            if instant < moment:
-                return instant
-        raise ScheduleError(
-            f"cron expression {self.expression!r} has no fire time before {before.isoformat()!r} "
-            f"within the searchable calendar"
-        )
+        try:
+            local = moment.astimezone(self.zone)
+            start = local.replace(tzinfo=None, second=0, microsecond=0, fold=0)
+            if local.fold:
+                # In the second pass of a repeated hour, later wall times of the first pass are
+                # still in the past, so the search must begin after the whole repeated stretch.
+                start += _fold_width(local)
+            for wall in self._walls(start, backwards=True):
+                instant = self._instant(wall)
+                if instant < moment:
+                    return instant
+        except OverflowError as exc:
+            raise self._exhausted("before", before) from exc
+        raise self._exhausted("before", before)
 
     def next_n(self, after: datetime, n: int) -> list[datetime]:
         """Return the next ``n`` fire times strictly after ``after``, ascending, in UTC.
@@ -228,6 +237,12 @@ class CronSchedule:
         in_dom = day in self.days_of_month
         in_dow = cron_weekday in self.days_of_week
         return (in_dom and in_dow) if self.day_match_both else (in_dom or in_dow)
+
+    def _exhausted(self, direction: str, moment: datetime) -> ScheduleError:
+        return ScheduleError(
+            f"cron expression {self.expression!r} has no fire time {direction} "
+            f"{moment.isoformat()!r} within {_HORIZON_YEARS} years and the years 1-9999"
+        )
 
     def _check_can_fire(self) -> None:
         # With the "or" rule any weekday set matches days in every month. With the "and" rule the
