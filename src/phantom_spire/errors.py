@@ -41,17 +41,18 @@ class TaskNotFound(SpireError):
 
 
 class IllegalTransition(SpireError):
-    """The task state machine does not allow this move from the task's current state."""
+    """The task state machine does not allow this event in the task's current state."""
 
-    def __init__(self, task_id: str, current: str, target: str, allowed: frozenset[str]) -> None:
-        allowed_text = ", ".join(sorted(allowed)) or "none"
+    def __init__(self, task_id: str, current: str, action: str, allowed: frozenset[str]) -> None:
+        allowed_text = ", ".join(repr(s) for s in sorted(allowed)) or "no state"
         super().__init__(
-            f"cannot move task {task_id} from {current!r} to {target!r}; "
-            f"allowed from {current!r}: {allowed_text}"
+            f"cannot {action} task {task_id}: it is {current!r}; "
+            f"{action} is allowed from {allowed_text}"
         )
         self.task_id = task_id
         self.current = current
-        self.target = target
+        self.action = action
+        self.allowed = allowed
 
 
 class LeaseLost(SpireError):

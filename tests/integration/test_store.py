@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from phantom_spire.engine.lifecycle import ExecutionStatus, Priority, TaskStatus
+from phantom_spire.engine.lifecycle import Event, ExecutionStatus, Priority, TaskStatus
 from phantom_spire.errors import IllegalTransition, LeaseLost, TaskNotFound
 from phantom_spire.handlers.registry import default_registry
 from phantom_spire.services.tasks import TaskService, TaskSpec
@@ -242,14 +242,16 @@ def test_illegal_transition_is_refused_and_changes_nothing(
     store: Store, service: TaskService
 ) -> None:
     task = make_task(service, execute=False)
-    with pytest.raises(IllegalTransition, match="'pending' to 'completed'"):
-        store.transition_task(task["id"], TaskStatus.COMPLETED)
+    with pytest.raises(IllegalTransition, match=r"cannot complete task .*: it is 'pending'"):
+        store.transition_task(task["id"], Event.COMPLETE)
     assert store.get_task(task["id"])["status"] == "pending"
 
 
 def test_executing_an_already_queued_task_is_a_conflict(service: TaskService) -> None:
     task = make_task(service)
-    with pytest.raises(IllegalTransition, match="from 'queued' to 'queued'"):
+    with pytest.raises(
+        IllegalTransition, match="it is 'queued'; execute is allowed from 'pending'"
+    ):
         service.execute_task(task["id"])
 
 

@@ -3,53 +3,79 @@ from __future__ import annotations
 import pytest
 
 from phantom_spire.engine.lifecycle import (
+    OUTCOME_EVENTS,
     TERMINAL_STATES,
     TRANSITIONS,
+    Event,
     Priority,
     TaskStatus,
-    check_transition,
+    next_status,
 )
 from phantom_spire.errors import IllegalTransition
 
 
-def test_every_state_has_a_row_in_the_transition_table() -> None:
-    assert set(TRANSITIONS) == set(TaskStatus)
+def test_every_event_has_a_column_in_the_transition_table() -> None:
+    assert set(TRANSITIONS) == set(Event)
 
 
 @pytest.mark.parametrize(
-    ("current", "target"),
-    [(c, t) for c, targets in TRANSITIONS.items() for t in targets],
+    ("event", "current", "target"),
+    [(e, c, t) for e, moves in TRANSITIONS.items() for c, t in moves.items()],
 )
-def test_allowed_transitions_pass(current: TaskStatus, target: TaskStatus) -> None:
-    check_transition("t1", current, target)
+def test_allowed_moves_give_the_tabled_state(
+    event: Event, current: TaskStatus, target: TaskStatus
+) -> None:
+    assert next_status("t1", current, event) is target
 
 
-def test_completed_task_cannot_move_anywhere() -> None:
-    for target in TaskStatus:
+def test_a_completed_task_accepts_no_event() -> None:
+    for event in Event:
         with pytest.raises(IllegalTransition):
-            check_transition("t1", TaskStatus.COMPLETED, target)
+            next_status("t1", TaskStatus.COMPLETED, event)
 
 
-def test_illegal_transition_names_task_states_and_what_is_allowed() -> None:
+def test_illegal_transition_names_task_state_action_and_allowed_states() -> None:
     with pytest.raises(IllegalTransition) as info:
-        check_transition("0190abc", "pending", "completed")
+        next_status("0190abc", "running", Event.EXECUTE)
 
-    message = str(info.value)
-    assert "0190abc" in message
-    assert "'pending'" in message and "'completed'" in message
-    assert "blocked, cancelled, queued, scheduled, skipped" in message
+    assert str(info.value) == (
+        "cannot execute task 0190abc: it is 'running'; execute is allowed from 'pending'"
+    )
+    assert info.value.current == "running" and info.value.action == "execute"
 
 
-def test_a_queued_task_cannot_be_queued_again() -> None:
-    with pytest.raises(IllegalTransition):
-        check_transition("t1", TaskStatus.QUEUED, TaskStatus.QUEUED)
+def test_only_a_lost_lease_sends_a_running_task_back_to_the_queue() -> None:
+    assert next_status("t", "running", Event.LEASE_EXPIRED) is TaskStatus.QUEUED
+    for event in set(Event) - {Event.LEASE_EXPIRED}:
+        try:
+            assert next_status("t", "running", event) is not TaskStatus.QUEUED, event
+        except IllegalTransition:
+            pass
+
+
+def test_every_non_terminal_state_can_be_cancelled() -> None:
+    for state in set(TaskStatus) - TERMINAL_STATES - {TaskStatus.CANCELLING}:
+        assert next_status("t", state, Event.CANCEL) in {
+            TaskStatus.CANCELLED,
+            TaskStatus.CANCELLING,
+        }
+
+
+def test_every_attempt_outcome_maps_to_an_event_allowed_while_running_or_cancelling() -> None:
+    for status, event in OUTCOME_EVENTS.items():
+        source = TaskStatus.CANCELLING if status is TaskStatus.CANCELLED else TaskStatus.RUNNING
+        assert next_status("t", source, event) is status
 
 
 def test_every_active_state_can_reach_a_terminal_state() -> None:
+    edges: dict[TaskStatus, set[TaskStatus]] = {}
+    for moves in TRANSITIONS.values():
+        for c, t in moves.items():
+            edges.setdefault(c, set()).add(t)
     for state in set(TaskStatus) - TERMINAL_STATES:
         seen, frontier = {state}, [state]
         while frontier:
-            for nxt in TRANSITIONS[frontier.pop()]:
+            for nxt in edges.get(frontier.pop(), ()):
                 if nxt not in seen:
                     seen.add(nxt)
                     frontier.append(nxt)

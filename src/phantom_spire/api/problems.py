@@ -39,7 +39,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             "illegal-transition",
             taskId=exc.task_id,
             currentStatus=exc.current,
-            requestedStatus=exc.target,
+            action=exc.action,
+            allowedFrom=sorted(exc.allowed),
         )
 
     @app.exception_handler(InvalidTaskDefinition)

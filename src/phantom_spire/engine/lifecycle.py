@@ -1,7 +1,10 @@
-"""The task state machine: every state, and the one table of moves between them.
+"""The task state machine: every state, every event, and the one table of moves.
 
-Every state change in the engine goes through :func:`check_transition`; the store refuses
-to write a status that this table does not allow, so no code path can bypass it.
+Every state change in the engine is an :class:`Event` applied through :func:`next_status`;
+the store computes the new status from this table and nothing else, so no code path can
+write a status the table does not allow. Keying the table by event (not only by the pair of
+states) keeps distinct what looks alike: a worker's lost lease may send a running task back
+to the queue, but an operator's ``execute`` may not.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from phantom_spire.errors import IllegalTransition
 
 __all__ = [
     "ACTIVE_STATES",
+    "OUTCOME_EVENTS",
     "TERMINAL_STATES",
     "TRANSITIONS",
+    "Event",
     "ExecutionStatus",
     "Priority",
     "TaskStatus",
     "allowed_from",
-    "check_transition",
+    "next_status",
 ]
 
 
@@ -75,34 +80,71 @@ _PRIORITY_RANKS = {
     Priority.BACKGROUND: 0,
 }
 
-S = TaskStatus
 
-TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    S.PENDING: frozenset({S.QUEUED, S.BLOCKED, S.SCHEDULED, S.CANCELLED, S.SKIPPED}),
-    S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED, S.SKIPPED}),
-    S.SCHEDULED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.QUEUED: frozenset({S.RUNNING, S.PAUSED, S.CANCELLED}),
-    S.RUNNING: frozenset(
-        {
-            S.COMPLETED,
-            S.FAILED,
-            S.TIMED_OUT,
-            S.RETRY_WAIT,
-            S.QUEUED,  # lease expired and the attempt is retried
-            S.PAUSED,
-            S.CANCELLING,
-            S.DEAD_LETTERED,
-        }
-    ),
-    S.RETRY_WAIT: frozenset({S.QUEUED, S.PAUSED, S.CANCELLED}),
-    S.PAUSED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.CANCELLING: frozenset({S.CANCELLED}),
-    S.COMPLETED: frozenset(),
-    S.FAILED: frozenset({S.QUEUED}),  # an operator's manual retry
-    S.CANCELLED: frozenset({S.QUEUED}),
-    S.TIMED_OUT: frozenset({S.QUEUED}),
-    S.SKIPPED: frozenset(),
-    S.DEAD_LETTERED: frozenset({S.QUEUED}),
+class Event(StrEnum):
+    """Everything that can happen to a task. Each names one column of the table below."""
+
+    EXECUTE = "execute"
+    CLAIM = "claim"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    TIME_OUT = "time_out"
+    RETRY_LATER = "retry_later"
+    DEAD_LETTER = "dead_letter"
+    PROMOTE = "promote"
+    LEASE_EXPIRED = "lease_expired"
+    CANCEL = "cancel"
+    CONFIRM_CANCEL = "confirm_cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETRY = "retry"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    SCHEDULE = "schedule"
+    FIRE = "fire"
+    SKIP = "skip"
+
+
+S = TaskStatus
+E = Event
+
+# The one table of moves: for each event, the state it moves a task to from each state
+# where it is allowed. Anything missing is an IllegalTransition.
+TRANSITIONS: dict[Event, dict[TaskStatus, TaskStatus]] = {
+    E.EXECUTE: {S.PENDING: S.QUEUED},
+    E.CLAIM: {S.QUEUED: S.RUNNING},
+    E.COMPLETE: {S.RUNNING: S.COMPLETED},
+    E.FAIL: {S.RUNNING: S.FAILED},
+    E.TIME_OUT: {S.RUNNING: S.TIMED_OUT},
+    E.RETRY_LATER: {S.RUNNING: S.RETRY_WAIT},
+    E.DEAD_LETTER: {S.RUNNING: S.DEAD_LETTERED},
+    E.PROMOTE: {S.RETRY_WAIT: S.QUEUED},
+    # The worker vanished: its attempt is lost and the task goes back to the queue (or is
+    # dead-lettered by DEAD_LETTER when no attempts are left); a cancel in progress ends.
+    E.LEASE_EXPIRED: {S.RUNNING: S.QUEUED, S.CANCELLING: S.CANCELLED},
+    E.CANCEL: {
+        S.PENDING: S.CANCELLED,
+        S.BLOCKED: S.CANCELLED,
+        S.SCHEDULED: S.CANCELLED,
+        S.QUEUED: S.CANCELLED,
+        S.RETRY_WAIT: S.CANCELLED,
+        S.PAUSED: S.CANCELLED,
+        S.RUNNING: S.CANCELLING,
+    },
+    E.CONFIRM_CANCEL: {S.CANCELLING: S.CANCELLED},
+    E.PAUSE: {S.QUEUED: S.PAUSED, S.RETRY_WAIT: S.PAUSED, S.RUNNING: S.PAUSED},
+    E.RESUME: {S.PAUSED: S.QUEUED},
+    E.RETRY: {
+        S.FAILED: S.QUEUED,
+        S.DEAD_LETTERED: S.QUEUED,
+        S.CANCELLED: S.QUEUED,
+        S.TIMED_OUT: S.QUEUED,
+    },
+    E.BLOCK: {S.PENDING: S.BLOCKED},
+    E.UNBLOCK: {S.BLOCKED: S.QUEUED},
+    E.SCHEDULE: {S.PENDING: S.SCHEDULED},
+    E.FIRE: {S.SCHEDULED: S.QUEUED},
+    E.SKIP: {S.PENDING: S.SKIPPED, S.BLOCKED: S.SKIPPED},
 }
 
 TERMINAL_STATES = frozenset(
@@ -110,16 +152,26 @@ TERMINAL_STATES = frozenset(
 )
 ACTIVE_STATES = frozenset(TaskStatus) - TERMINAL_STATES
 
+# How an attempt's outcome is applied to its task.
+OUTCOME_EVENTS: dict[TaskStatus, Event] = {
+    S.COMPLETED: E.COMPLETE,
+    S.FAILED: E.FAIL,
+    S.TIMED_OUT: E.TIME_OUT,
+    S.RETRY_WAIT: E.RETRY_LATER,
+    S.DEAD_LETTERED: E.DEAD_LETTER,
+    S.CANCELLED: E.CONFIRM_CANCEL,
+}
 
-def allowed_from(current: TaskStatus) -> frozenset[TaskStatus]:
-    """The states a task may move to from ``current``."""
-    return TRANSITIONS[current]
+
+def allowed_from(event: Event) -> frozenset[TaskStatus]:
+    """The states in which ``event`` may happen."""
+    return frozenset(TRANSITIONS[event])
 
 
-def check_transition(task_id: str, current: str, target: str) -> None:
-    """Raise :class:`IllegalTransition` unless the table allows ``current`` -> ``target``."""
-    allowed = TRANSITIONS[TaskStatus(current)]
-    if TaskStatus(target) not in allowed:
-        raise IllegalTransition(
-            task_id, str(current), str(target), frozenset(s.value for s in allowed)
-        )
+def next_status(task_id: str, current: str, event: Event) -> TaskStatus:
+    """The state ``event`` moves a task to from ``current``; raise if the table forbids it."""
+    moves = TRANSITIONS[event]
+    target = moves.get(TaskStatus(current))
+    if target is None:
+        raise IllegalTransition(task_id, str(current), str(event), frozenset(str(s) for s in moves))
+    return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -73,8 +74,15 @@ class _Tally:
 
 
 def _reason_key(reason: str) -> str:
-    # Group "invalid ipv4 '1.2.3.999'" and "invalid ipv4 '300.1.1.1'" under one reason.
-    return reason.split("'")[0].split('"')[0].strip().rstrip(":") or reason
+    """Group rejects by what was wrong, without where or which value.
+
+    Readers phrase reasons as ``<location>: <what was wrong> (value '<raw>')``.
+    """
+    what = reason.split(": ", 1)[-1]
+    return _VALUE_SUFFIX.sub("", what).strip() or reason
+
+
+_VALUE_SUFFIX = re.compile(r"\s*\(value .*\)\s*$")
 
 
 class DataIngestionHandler:

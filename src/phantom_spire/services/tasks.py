@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from phantom_spire.engine.lifecycle import Priority, TaskStatus
+from phantom_spire.engine.lifecycle import Event, Priority, TaskStatus
 from phantom_spire.engine.retry import RetryPolicy
 from phantom_spire.handlers.registry import HandlerRegistry
 from phantom_spire.ids import new_id
@@ -115,15 +115,14 @@ class TaskService:
         }
 
     def execute_task(self, task_id: str, *, actor: str = SYSTEM_ACTOR) -> dict[str, Any]:
-        """Queue a task; from a final state this is an operator's manual re-run."""
+        """Queue a pending task for a worker."""
         now = self.store.clock()
         row = self.store.transition_task(
             task_id,
-            TaskStatus.QUEUED,
+            Event.EXECUTE,
             audit=_audit(actor, "task.execute", task_id),
             available_at=now,
             enqueued_at=now,
-            finished_at=None,
         )
         self._on_queued()
         return row

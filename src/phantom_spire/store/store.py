@@ -19,7 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from phantom_spire.engine.lifecycle import ExecutionStatus, TaskStatus, check_transition
+from phantom_spire.engine.lifecycle import (
+    OUTCOME_EVENTS,
+    TRANSITIONS,
+    Event,
+    ExecutionStatus,
+    TaskStatus,
+    next_status,
+)
 from phantom_spire.errors import LeaseLost, SpireError, TaskNotFound
 from phantom_spire.ids import new_id
 from phantom_spire.store.engine import create_engines
@@ -177,15 +184,15 @@ class Store:
     def transition_task(
         self,
         task_id: str,
-        target: TaskStatus,
+        event: Event,
         *,
         audit: Row | None = None,
         **values: Any,
     ) -> Row:
-        """Move a task to ``target`` if the transition table allows it from its current state."""
+        """Apply ``event`` to a task, if the transition table allows it in its current state."""
         with self._write() as conn:
             row = self._load_for_update(conn, task_id)
-            updated = self._set_status(conn, row, target, **values)
+            updated = self._apply(conn, row, event, **values)
             if audit:
                 self._insert_audit(conn, audit)
         return updated
@@ -199,8 +206,8 @@ class Store:
             raise TaskNotFound(task_id)
         return dict(row)
 
-    def _set_status(self, conn: sa.Connection, row: Row, target: str, **values: Any) -> Row:
-        check_transition(row["id"], row["status"], target)
+    def _apply(self, conn: sa.Connection, row: Row, event: Event, **values: Any) -> Row:
+        target = next_status(row["id"], row["status"], event)
         now = self.clock()
         values = {"status": str(target), "updated_at": now, "version": row["version"] + 1, **values}
         result = conn.execute(
@@ -232,11 +239,13 @@ class Store:
             return [self._claim_row(conn, row, worker_id, now, lease_seconds) for row in rows]
 
     def _promote_due_retries(self, conn: sa.Connection, now: float) -> None:
+        # One set-based UPDATE instead of a row at a time; the states still come from the table.
+        ((source, target),) = TRANSITIONS[Event.PROMOTE].items()
         conn.execute(
             sa.update(tasks)
-            .where(tasks.c.status == TaskStatus.RETRY_WAIT, tasks.c.available_at <= now)
+            .where(tasks.c.status == source, tasks.c.available_at <= now)
             .values(
-                status=TaskStatus.QUEUED,
+                status=target,
                 enqueued_at=tasks.c.available_at,
                 updated_at=now,
                 version=tasks.c.version + 1,
@@ -259,10 +268,10 @@ class Store:
     ) -> Claim:
         attempt = row["attempts"] + 1
         execution_id = new_id()
-        updated = self._set_status(
+        updated = self._apply(
             conn,
             row,
-            TaskStatus.RUNNING,
+            Event.CLAIM,
             attempts=attempt,
             lease_owner=worker_id,
             lease_expires_at=now + lease_seconds,
@@ -341,7 +350,7 @@ class Store:
                 values["available_at"] = available_at if available_at is not None else now
             else:
                 values["finished_at"] = now
-            return self._set_status(conn, row, task_status, **values)
+            return self._apply(conn, row, OUTCOME_EVENTS[task_status], **values)
 
     def reap_expired_leases(self) -> list[Reaped]:
         """Return to the queue every task whose worker stopped renewing its lease.
@@ -378,13 +387,13 @@ class Store:
 
         common = {"lease_owner": None, "lease_expires_at": None, "error": reason}
         if row["status"] == TaskStatus.CANCELLING:
-            target, extra = TaskStatus.CANCELLED, {"finished_at": now}
+            event, extra = Event.LEASE_EXPIRED, {"finished_at": now}
         elif row["attempts"] >= row["max_attempts"]:
             common["error"] = f"{reason}; all {row['max_attempts']} attempts were lost this way"
-            target, extra = TaskStatus.DEAD_LETTERED, {"finished_at": now}
+            event, extra = Event.DEAD_LETTER, {"finished_at": now}
         else:
-            target, extra = TaskStatus.QUEUED, {"available_at": now, "enqueued_at": now}
-        self._set_status(conn, row, target, **common, **extra)
+            event, extra = Event.LEASE_EXPIRED, {"available_at": now, "enqueued_at": now}
+        target = self._apply(conn, row, event, **common, **extra)["status"]
         logger.warning(
             "reclaimed task %s from %s (attempt %d) -> %s",
             row["id"],
@@ -393,7 +402,7 @@ class Store:
             target,
             extra={"event": "lease_expired", "task_id": row["id"], "worker_id": worker_id},
         )
-        return Reaped(row["id"], row["attempts"], worker_id, str(target))
+        return Reaped(row["id"], row["attempts"], worker_id, target)
 
     # -- progress and checkpoints ----------------------------------------------------------
 
