@@ -11,7 +11,7 @@ attributes of its objects, object by object. Positions continue across events.
   ``attachment``, ``threat-actor`` ...) are ``skipped``. So are ``link`` (MISP uses it for a
   reference to a report, not for an observed URL; the observed kind is ``url``) and ``uri``
   (a path without a host, which is none of our types).
-* Context: ``misp_uuid``, ``misp_event_uuid``, ``event_info``, ``category``, ``to_ids``,
+* Context: ``misp_type`` (the attribute's full type), ``misp_uuid``, ``misp_event_uuid``, ``event_info``, ``category``, ``to_ids``,
   ``comment``, ``object_name``/``object_uuid`` for object attributes, ``tags`` (event tags,
   attribute tags, and galaxy cluster tag names), ``tlp`` from a ``tlp:`` tag, ``first_seen`` /
   ``last_seen`` when the attribute has them.
@@ -202,6 +202,7 @@ def read_attribute(position: int, attribute: Any, context: dict[str, Any]) -> It
         yield rejected_item(position, reason, context)
         return
     misp_type, value, uuid = attribute.get("type"), attribute.get("value"), attribute.get("uuid")
+    context["misp_type"] = misp_type
     where = f"MISP attribute {uuid or '#' + str(position)}"
     if not isinstance(misp_type, str) or not isinstance(value, str):
         reason = f"{where}: needs string 'type' and 'value', got {misp_type!r} and {value!r:.80}"
