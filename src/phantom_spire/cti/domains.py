@@ -21,6 +21,11 @@ _ASCII_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 
 
+# Special-use names (RFC 2606, RFC 6761, RFC 6762) that are not on the public suffix list but
+# appear in reports and test data: "evil.example" is a domain for our purposes.
+_SPECIAL_USE_TLDS = frozenset({"example", "test", "invalid", "localhost", "local", "internal"})
+
+
 @functools.cache
 def _extractor() -> tldextract.TLDExtract:
     return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
@@ -58,6 +63,8 @@ def normalize_domain(value: str) -> str | None:
     canonical = ".".join(label for label in a_labels if label is not None)
     if not _TLD.match(canonical.rsplit(".", 1)[1]) or len(canonical) > 253:
         return None
+    if canonical.rsplit(".", 1)[1] in _SPECIAL_USE_TLDS:
+        return canonical
     parts = _extractor()(canonical)
     if not parts.suffix or not parts.domain:
         return None

@@ -28,7 +28,9 @@ __all__ = [
     "Indicator",
     "InvalidIndicator",
     "classify",
+    "extract",
     "hint_types",
+    "indicator_tags",
     "parse_indicator",
     "refang",
 ]
@@ -165,7 +167,8 @@ def _normalize_as(kind: str, value: str, *, labelled: bool) -> str | None:
     return _n.NORMALIZERS[kind](value)
 
 
-def _tags(kind: str, value: str) -> tuple[str, ...]:
+def indicator_tags(kind: str, value: str) -> tuple[str, ...]:
+    """Return the address tags of a canonical indicator (see `Indicator.tags`)."""
     if kind in ("ipv4", "ipv6"):
         return _n.address_tags(ipaddress.ip_address(value.partition("%")[0]))
     if kind == "cidr":
@@ -248,18 +251,32 @@ def parse_indicator(raw: str, hint: str | None = None) -> Indicator:
         found = _classify_normalized(value)
         if found is None:
             raise InvalidIndicator(raw, f"not a recognised indicator; expected one of {TYPES}")
-        return Indicator(found[0], found[1], _tags(*found))
+        return Indicator(found[0], found[1], indicator_tags(*found))
 
     for kind in expected:
         canonical = _normalize_as(kind, value, labelled=True)
         if canonical is not None:
-            return Indicator(kind, canonical, _tags(kind, canonical))
+            return Indicator(kind, canonical, indicator_tags(kind, canonical))
 
     fallbacks = tuple(t for k in expected for t in _HINT_FALLBACKS.get(k, ()))
     found = _classify_normalized(value)
     if found is not None and found[0] in fallbacks:
-        return Indicator(found[0], found[1], _tags(*found))
+        return Indicator(found[0], found[1], indicator_tags(*found))
     classified = f"; it looks like {found[0]}" if found else ""
     raise InvalidIndicator(
         raw, f"feed type {hint!r} expects {' or '.join(expected)}, value is not one{classified}"
     )
+
+
+def extract(text: str) -> list[Indicator]:
+    """Find the indicators in free text, refanging first.
+
+    Each distinct ``(type, value)`` appears once, in order of first appearance. A URL's host is
+    also reported (as a domain or an address); a URL's path and an e-mail's domain are not.
+
+    Args:
+        text: a report, e-mail, blog post, or any other text.
+    """
+    from phantom_spire.cti.extract import extract_indicators  # imports this module
+
+    return extract_indicators(text)

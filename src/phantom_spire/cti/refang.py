@@ -32,6 +32,7 @@ _SCHEME_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[x]{5}(?=\s*[\[\(]?:)", re.IGNORECASE), "https"),
     (re.compile(r"\b[x]{4}(s?)(?=\s*[\[\(]?:)", re.IGNORECASE), r"http\1"),
     (re.compile(r"\bf(?:xp|tx)(s?)(?=\s*[\[\(]?:)", re.IGNORECASE), r"ftp\1"),
+    (re.compile(r"\bsf(?:xp|tx)(?=\s*[\[\(]?:)", re.IGNORECASE), "sftp"),
 )
 
 _KNOWN_SCHEMES = r"(?:https?|ftps?|sftp|wss?|ldaps?|smb|rdp|tcp|udp)"

@@ -31,7 +31,7 @@ def test_commented_header_is_used_as_in_abuse_ch_feeds(tmp_path: Path) -> None:
 
     assert _values(items) == [("url", "http://a.example.com/x"), ("domain", "a.example.com")]
     assert {i.position for i in items} == {0}
-    assert items[0].context["first_seen"] == "2019-02-13T00:34:42"
+    assert items[0].context["first_seen"] == "2019-02-13T00:34:42Z"
 
 
 def test_semicolon_comment_lines_are_ignored(tmp_path: Path) -> None:

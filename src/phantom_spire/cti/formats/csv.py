@@ -28,7 +28,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,6 +40,7 @@ from phantom_spire.cti.formats.base import (
     skipped_item,
 )
 from phantom_spire.cti.indicators import classify, hint_types
+from phantom_spire.cti.timestamps import normalize_timestamp
 
 __all__ = ["DEFAULT_MAX_RECORD_CHARS", "read_csv"]
 
@@ -449,13 +449,6 @@ def _apply_known_field(context: dict[str, Any], header: str, value: str) -> None
     elif header in _TAG_COLUMNS:
         context["tags"].extend(tag.strip() for tag in re.split(r"[|,]", value) if tag.strip())
     elif any(key in header for key in ("first seen", "firstseen", "dateadded", "date added")):
-        context["first_seen"] = _iso(value)
+        context["first_seen"] = normalize_timestamp(value)
     elif any(key in header for key in ("last seen", "lastseen", "last online")):
-        context["last_seen"] = _iso(value)
-
-
-def _iso(value: str) -> str | None:
-    try:
-        return datetime.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        return None
+        context["last_seen"] = normalize_timestamp(value)

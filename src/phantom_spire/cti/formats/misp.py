@@ -34,6 +34,7 @@ from phantom_spire.cti.formats.base import (
     skipped_item,
     tlp_from_tags,
 )
+from phantom_spire.cti.timestamps import normalize_timestamp
 
 __all__ = ["INDICATOR_TYPES", "is_misp", "misp_events", "read_attribute", "read_misp"]
 
@@ -172,8 +173,8 @@ def _context(event: dict[str, Any], attribute: Any, obj: dict[str, Any] | None) 
         comment=attribute.get("comment") or None,
         tags=tags,
         tlp=tlp_from_tags(tags),
-        first_seen=attribute.get("first_seen") or None,
-        last_seen=attribute.get("last_seen") or None,
+        first_seen=normalize_timestamp(attribute.get("first_seen")),
+        last_seen=normalize_timestamp(attribute.get("last_seen")),
     )
     if obj is not None:
         context["object_name"] = obj.get("name")

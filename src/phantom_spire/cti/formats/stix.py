@@ -38,6 +38,7 @@ from phantom_spire.cti.formats.base import (
     rejected_item,
     skipped_item,
 )
+from phantom_spire.cti.timestamps import normalize_timestamp
 
 __all__ = ["is_stix", "read_stix", "stix_objects"]
 
@@ -140,6 +141,20 @@ def _context(obj: dict[str, Any], tlp_markings: dict[str, str]) -> dict[str, Any
     refs = obj.get("object_marking_refs", [])
     tlp = next((tlp_markings[r] for r in refs if isinstance(r, str) and r in tlp_markings), None)
     confidence = obj.get("confidence")
+    # Timestamps are normalised to UTC microseconds (BUG-STX-01); the original strings are kept
+    # for faithful re-export.
+    raw_timestamps = {
+        key: obj[key]
+        for key in (
+            "created",
+            "modified",
+            "valid_from",
+            "valid_until",
+            "first_observed",
+            "last_observed",
+        )
+        if isinstance(obj.get(key), str)
+    }
     return new_context(
         stix_id=obj.get("id"),
         stix_type=obj.get("type"),
@@ -149,8 +164,11 @@ def _context(obj: dict[str, Any], tlp_markings: dict[str, str]) -> dict[str, Any
         tags=labels,
         confidence=confidence if isinstance(confidence, int) else None,
         tlp=tlp,
-        first_seen=obj.get("valid_from") or obj.get("first_observed"),
-        last_seen=obj.get("valid_until") or obj.get("last_observed"),
+        first_seen=normalize_timestamp(obj.get("valid_from") or obj.get("first_observed")),
+        last_seen=normalize_timestamp(obj.get("valid_until") or obj.get("last_observed")),
+        created=normalize_timestamp(obj.get("created")),
+        modified=normalize_timestamp(obj.get("modified")),
+        raw_timestamps=raw_timestamps,
     )
 
 
