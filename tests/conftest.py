@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from phantom_spire.api import create_app
+from phantom_spire.runtime import Runtime
+from phantom_spire.settings import Settings
 from phantom_spire.store import migrate
 from phantom_spire.store.engine import normalise_url
 from phantom_spire.store.schema import metadata
@@ -75,3 +81,33 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = request.getfixturevalue("postgres_url")
     _truncate_postgres(url)
     yield url
+
+
+FINAL = {"completed", "failed", "cancelled", "timed_out", "skipped", "dead_lettered"}
+
+
+@pytest.fixture
+def client(store_url: str) -> Iterator[TestClient]:
+    """The API in-process, with its worker pool running, on each store backend."""
+    settings = Settings(
+        database_url=store_url,
+        workers=4,
+        poll_seconds=0.05,
+        heartbeat_seconds=0.5,
+        lease_seconds=5,
+        reaper_seconds=0.5,
+    )
+    runtime = Runtime(settings, run_migrations=False)
+    with TestClient(create_app(runtime)) as test_client:
+        yield test_client
+    runtime.close()
+
+
+def wait_final(client: TestClient, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+        if task["status"] in FINAL:
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not finish within {timeout}s: {task['status']}")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import SAMPLE_FEEDS
-from tests.e2e.conftest import wait_final
+from tests.conftest import SAMPLE_FEEDS, wait_final
 
 
 def noop_body(**parameters: object) -> dict[str, object]:

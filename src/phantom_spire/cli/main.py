@@ -49,6 +49,11 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def _print_json(data: Any) -> None:
+    # Plain json, not rich: output meant for pipes must not be wrapped or coloured.
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
 def _client(api_url: str) -> ApiClient:
     return ApiClient(api_url)
 
@@ -200,7 +205,7 @@ def task_list(
     """List tasks, newest first."""
     rows = _call(_client(api_url).get, "/tasks", type=type, status=status, limit=limit)
     if as_json:
-        console.print_json(data=rows)
+        _print_json(rows)
         return
     table = Table("id", "name", "type", "priority", "status", "attempts", "created")
     for t in rows:
@@ -223,7 +228,7 @@ def task_show(task_id: str, api_url: ApiUrl = DEFAULT_API_URL, as_json: JsonFlag
     task = _call(client.get, f"/tasks/{task_id}")
     if as_json:
         task["history"] = _call(client.get, f"/tasks/{task_id}/history")
-        console.print_json(data=task)
+        _print_json(task)
         return
     _print_task(task, False)
     table = Table("attempt", "status", "worker", "started", "ms", "error")
@@ -278,7 +283,7 @@ def task_logs(
 
 def _print_task(task: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        console.print_json(data=task)
+        _print_json(task)
         return
     console.print(
         f"[bold]{task['id']}[/bold]  {task['name']}  type={task['type']}  "
@@ -327,7 +332,7 @@ def ingest(
 
     task = _follow(client, task, quiet=as_json)
     if as_json:
-        console.print_json(data=task)
+        _print_json(task)
     else:
         _print_ingest_summary(task)
     if task["status"] != "completed":
@@ -363,11 +368,11 @@ def _print_ingest_summary(task: dict[str, Any]) -> None:
     result = task.get("result") or {}
     if not result:
         return
-    records = result.get("records", {})
+    records, items = result.get("records", {}), result.get("items", {})
     console.print(
         f"format={result.get('format')}  records read={records.get('read', 0)}  "
-        f"indicators={records.get('indicator', 0)}  rejected={records.get('rejected', 0)}  "
-        f"skipped={records.get('skipped', 0)}",
+        f"indicators={items.get('indicator', 0)}  rejected={items.get('rejected', 0)}  "
+        f"skipped={items.get('skipped', 0)}",
         highlight=False,
     )
     table = Table("type", "read", "new in store", title="Indicators by type")
@@ -395,7 +400,7 @@ def indicators(
         _client(api_url).get, "/indicators", type=type, value=value, source=source, limit=limit
     )
     if as_json:
-        console.print_json(data=rows)
+        _print_json(rows)
         return
     table = Table("type", "value", "count", "sources", "tags", "last seen")
     for r in rows:

@@ -41,15 +41,19 @@ class _Tally:
     def __init__(self, saved: dict[str, Any] | None = None) -> None:
         saved = saved or {}
         self.records = Counter(saved.get("records", {}))
+        self.items = Counter(saved.get("items", {}))
         self.by_type: dict[str, Counter[str]] = {
             t: Counter(c) for t, c in saved.get("byType", {}).items()
         }
         self.reject_reasons = Counter(saved.get("rejectReasons", {}))
         self.reject_examples: list[dict[str, Any]] = list(saved.get("rejectExamples", []))
 
-    def add(self, item: feeds.FeedItem) -> None:
-        self.records["read"] += 1
-        self.records[item.kind] += 1
+    def add(self, item: feeds.FeedItem, *, new_record: bool) -> None:
+        # One record (a STIX object, a MISP attribute, a CSV row) may carry several items
+        # (a composite attribute, a row with three hash columns): count both.
+        if new_record:
+            self.records["read"] += 1
+        self.items[item.kind] += 1
         if item.kind == "indicator" and item.indicator is not None:
             self.by_type.setdefault(item.indicator.type, Counter())["read"] += 1
         elif item.kind == "rejected":
@@ -67,6 +71,7 @@ class _Tally:
     def as_dict(self) -> dict[str, Any]:
         return {
             "records": dict(self.records),
+            "items": dict(self.items),
             "byType": {t: dict(c) for t, c in sorted(self.by_type.items())},
             "rejectReasons": dict(self.reject_reasons),
             "rejectExamples": self.reject_examples,
@@ -127,7 +132,7 @@ class DataIngestionHandler:
         batch: list[IndicatorRecord] = []
         position = start
         for item in feeds.read_feed(path, fmt, start=start):
-            tally.add(item)
+            tally.add(item, new_record=item.position >= position)
             position = item.position + 1
             if item.kind == "indicator" and item.indicator is not None:
                 batch.append(_to_record(item))
@@ -142,11 +147,11 @@ class DataIngestionHandler:
         summary.update(tally.as_dict())
         summary["stored"] = {
             "new": sum(c.get("new", 0) for c in tally.by_type.values()),
-            "indicators": tally.records.get("indicator", 0),
+            "indicators": tally.items.get("indicator", 0),
         }
         ctx.logger.info(
-            f"done: {tally.records['read']} records, {tally.records['indicator']} indicators, "
-            f"{tally.records['rejected']} rejected, {summary['stored']['new']} new in store"
+            f"done: {tally.records['read']} records, {tally.items['indicator']} indicators, "
+            f"{tally.items['rejected']} rejected, {summary['stored']['new']} new in store"
         )
         return summary
 

@@ -1,0 +1,114 @@
+"""The `spire` command line against a running engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_FEEDS
+from tests.e2e.server import SpireServer, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpireServer]:
+    folder = tmp_path_factory.mktemp("cli")
+    srv = SpireServer(
+        f"sqlite:///{folder / 'spire.db'}", folder / "serve.log", poll_seconds="0.05"
+    ).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["worker"], ["migrate"], ["ingest"], ["indicators"], ["task"],
+     ["task", "create"], ["task", "list"], ["task", "show"], ["task", "execute"],
+     ["task", "logs"]],
+)  # fmt: skip
+def test_every_command_has_help(server: SpireServer, command: list[str]) -> None:
+    result = server.cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_ingest_follows_the_task_and_prints_a_summary(server: SpireServer) -> None:
+    result = server.cli("ingest", str(SAMPLE_FEEDS / "sample_misp_event.json"))
+
+    assert result.returncode == 0, result.stderr
+    assert "status=completed" in result.stdout
+    assert "format=misp" in result.stdout
+    assert "Indicators by type" in result.stdout
+
+
+def test_ingest_json_output_carries_the_result(server: SpireServer) -> None:
+    result = server.cli("ingest", str(SAMPLE_FEEDS / "sample_stix21.json"), "--json")
+
+    task = json.loads(result.stdout)
+    assert task["status"] == "completed"
+    assert task["result"]["format"] == "stix"
+    assert task["result"]["records"]["read"] > 0
+
+
+def test_ingest_of_a_bad_feed_exits_non_zero_with_the_error(server: SpireServer) -> None:
+    result = server.cli("ingest", str(SAMPLE_FEEDS / "bad_truncated.json"))
+
+    assert result.returncode == 1
+    assert "status=failed" in result.stdout
+    assert "bad_truncated.json" in result.stdout
+
+
+def test_ingest_of_a_missing_file_is_refused_before_any_task(server: SpireServer) -> None:
+    result = server.cli("ingest", "/no/such/feed.csv")
+    assert result.returncode == 1
+    assert "no such file: '/no/such/feed.csv'" in result.stderr
+
+
+def test_task_create_show_list_and_logs(server: SpireServer) -> None:
+    created = server.cli(
+        "task", "create", "--type", "noop", "--param", "sleepMs=10", "--execute", "--json"
+    )
+    task_id = json.loads(created.stdout)["id"]
+
+    shown = json.loads(server.cli("task", "show", task_id, "--json").stdout)
+    listed = json.loads(server.cli("task", "list", "--type", "noop", "--json").stdout)
+    logs = server.cli("task", "logs", task_id, "--follow")
+
+    assert shown["id"] == task_id and shown["definition"]["parameters"]["sleepMs"] == 10
+    assert task_id in {t["id"] for t in listed}
+    assert "attempt 1 completed" in logs.stdout
+
+
+def test_task_execute_queues_a_pending_task_and_twice_is_an_error(server: SpireServer) -> None:
+    task_id = json.loads(server.cli("task", "create", "--type", "noop", "--json").stdout)["id"]
+
+    first = server.cli("task", "execute", task_id)
+    server.cli("task", "logs", task_id, "--follow")
+    second = server.cli("task", "execute", task_id)
+
+    assert first.returncode == 0 and "status=queued" in first.stdout
+    assert second.returncode == 1
+    assert "HTTP 409" in second.stderr and "execute is allowed from 'pending'" in second.stderr
+
+
+def test_bad_parameter_is_reported_with_field_and_value(server: SpireServer) -> None:
+    result = server.cli("task", "create", "--type", "noop", "--param", "sleepMs=soon")
+    assert result.returncode == 1
+    assert "HTTP 422" in result.stderr and "'soon'" in result.stderr
+
+
+def test_indicators_lists_what_was_ingested(server: SpireServer) -> None:
+    server.cli("ingest", str(SAMPLE_FEEDS / "sample_iocs.csv"))
+    result = server.cli("indicators", "--source", "sample_iocs.csv", "--json")
+    rows = json.loads(result.stdout)
+    assert rows and all(r["sources"] == ["sample_iocs.csv"] for r in rows)
+
+
+def test_cli_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
+    srv = SpireServer(f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "log")
+    srv.url = f"http://127.0.0.1:{free_port()}"
+    result = srv.cli("task", "list")
+    assert result.returncode == 1
+    assert "cannot reach the engine" in result.stderr and "spire serve" in result.stderr

@@ -1,0 +1,68 @@
+"""Nothing accepted is lost when `spire serve` is killed with SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.server import SpireServer
+
+FINAL = {"completed", "failed", "cancelled", "timed_out", "dead_lettered"}
+FAST = {
+    "workers": "1",
+    "lease_seconds": "2",
+    "heartbeat_seconds": "0.5",
+    "reaper_seconds": "0.5",
+    "poll_seconds": "0.05",
+}
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+def test_killed_server_loses_no_task_and_reruns_the_interrupted_one(
+    store_url: str, tmp_path: Path
+) -> None:
+    server = SpireServer(store_url, tmp_path / "serve.log", **FAST).start()
+    api = f"{server.url}/api/v1"
+    long_body = {
+        "name": "long",
+        "type": "noop",
+        "priority": "critical",
+        "definition": {"parameters": {"sleepMs": 4000}},
+    }
+    short_body = {"name": "short", "type": "noop", "definition": {"parameters": {"sleepMs": 50}}}
+    try:
+        long_id = httpx.post(f"{api}/tasks?execute=true", json=long_body).json()["id"]
+        wait_for(lambda: httpx.get(f"{api}/tasks/{long_id}").json()["status"] == "running")
+        short_ids = [
+            httpx.post(f"{api}/tasks?execute=true", json=short_body).json()["id"] for _ in range(5)
+        ]
+        pending_id = httpx.post(f"{api}/tasks", json=short_body).json()["id"]
+
+        server.kill()
+        server.start()
+
+        def all_final() -> bool:
+            statuses = [
+                httpx.get(f"{api}/tasks/{i}").json()["status"] for i in [long_id, *short_ids]
+            ]
+            return all(s in FINAL for s in statuses)
+
+        wait_for(all_final, timeout=60)
+        for task_id in [long_id, *short_ids]:
+            assert httpx.get(f"{api}/tasks/{task_id}").json()["status"] == "completed"
+        history = httpx.get(f"{api}/tasks/{long_id}/history").json()
+        assert [(h["attempt"], h["status"]) for h in history] == [(1, "lost"), (2, "completed")]
+        assert "stopped renewing its lease" in history[0]["error"]
+        # A task that was only created, never executed, is still there and still pending.
+        assert httpx.get(f"{api}/tasks/{pending_id}").json()["status"] == "pending"
+    finally:
+        server.stop()
