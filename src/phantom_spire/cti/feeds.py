@@ -2,9 +2,14 @@
 
 Public API::
 
-    detect_format(path) -> str                    # "stix" | "misp" | "csv"
+    detect_format(path) -> str     # one of FORMATS
     read_feed(path, fmt=None, *, start=0) -> Iterator[FeedItem]
     FeedItem, FeedFormatError
+
+Formats: ``stix`` (2.0/2.1 JSON), ``misp`` (event JSON), ``csv``, ``json`` (generic, mapped by
+path), ``jsonl``, ``xml`` (STIX 1.x; generic XML with an XmlMapping), ``openioc``, ``rss``
+(RSS/Atom) and ``text`` (lists and free text). Gzip-compressed files are decompressed on the fly
+(nesting and size are capped, so a compression bomb is refused).
 
 Fatal problems (the file cannot be read as the format at all) raise FeedFormatError naming the
 file and the problem; a bad record inside a good file is yielded as a ``rejected`` item and
@@ -13,26 +18,52 @@ reading goes on.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import ijson
+
 from phantom_spire.cti.errors import FeedFormatError
 from phantom_spire.cti.formats import csv as csv_format
-from phantom_spire.cti.formats import misp, stix
+from phantom_spire.cti.formats import jsonfeed, misp, rss, stix, text, xmlfeed
 from phantom_spire.cti.formats.base import FeedItem, load_json
 
-__all__ = ["FORMATS", "FeedFormatError", "FeedItem", "detect_format", "read_feed"]
+__all__ = [
+    "FORMATS",
+    "MAX_DECOMPRESSED_BYTES",
+    "MAX_GZIP_LAYERS",
+    "FeedFormatError",
+    "FeedItem",
+    "detect_format",
+    "read_feed",
+]
 
 logger = logging.getLogger(__name__)
 
 _SNIFF_BYTES = 64 * 1024
+_FULL_JSON_CHECK_BYTES = 32 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+
+MAX_GZIP_LAYERS = 2
+"""A gzip inside a gzip is tolerated; deeper nesting is refused as a likely compression bomb."""
+MAX_DECOMPRESSED_BYTES = 4 * 1024**3
+"""Decompressed size above which a compressed feed is refused."""
 
 _READERS: dict[str, Callable[..., Iterator[FeedItem]]] = {
     "stix": stix.read_stix,
     "misp": misp.read_misp,
     "csv": csv_format.read_csv,
+    "json": jsonfeed.read_json,
+    "jsonl": jsonfeed.read_jsonl,
+    "xml": xmlfeed.read_xml,
+    "openioc": xmlfeed.read_xml,
+    "rss": rss.read_rss,
+    "text": text.read_text,
 }
 FORMATS: tuple[str, ...] = tuple(_READERS)
 
@@ -47,7 +78,7 @@ def _head(path: Path) -> bytes:
 
 def _check_text(path: Path, head: bytes) -> str:
     if not head.strip():
-        raise FeedFormatError(path, "file is empty; expected a feed (STIX, MISP or CSV)")
+        raise FeedFormatError(path, f"file is empty; expected a feed ({', '.join(FORMATS)})")
     if b"\x00" in head:
         offset = head.index(b"\x00")
         raise FeedFormatError(
@@ -66,48 +97,146 @@ def _check_text(path: Path, head: bytes) -> str:
         ) from exc
 
 
-def detect_format(path: Path) -> str:
-    """Return the format of a feed file: ``"stix"``, ``"misp"`` or ``"csv"``.
+def _gunzip_head(path: Path) -> bytes:
+    data = _head(path)
+    layers = 0
+    while data.startswith(_GZIP_MAGIC):
+        layers += 1
+        if layers > MAX_GZIP_LAYERS:
+            raise FeedFormatError(
+                path,
+                f"more than {MAX_GZIP_LAYERS} nested gzip layers; refused as a likely compression bomb",
+            )
+        try:
+            data = zlib.decompressobj(wbits=31).decompress(data, _SNIFF_BYTES)
+        except zlib.error as exc:
+            raise FeedFormatError(path, f"corrupt gzip data: {exc}") from exc
+    return data
 
-    JSON documents are told apart by their shape (a STIX bundle or object array, a MISP
-    ``Event``/``response``); other text is read as CSV.
 
-    Args:
-        path: the feed file.
-
-    Raises:
-        FeedFormatError: the file is unreadable, empty, binary, not UTF-8, truncated or invalid
-            JSON, or JSON that is neither STIX nor MISP.
-    """
-    path = Path(path)
-    text = _check_text(path, _head(path)).lstrip()
-    if text.startswith(("{", "[")):
+def _json_format(path: Path) -> str:
+    if path.stat().st_size <= _FULL_JSON_CHECK_BYTES:
         document = load_json(path)
         if stix.is_stix(document):
             return "stix"
         if misp.is_misp(document):
             return "misp"
-        raise FeedFormatError(path, f"JSON is neither STIX 2 nor MISP: {_describe(document)}")
-    if text.startswith("<"):
-        raise FeedFormatError(path, "XML feeds are not supported yet; expected STIX, MISP or CSV")
-    return "csv"
+        if isinstance(document, dict | list):
+            return "json"
+        raise FeedFormatError(
+            path, f"JSON is a bare {type(document).__name__}; expected an object or array"
+        )
+    return _json_format_streaming(path)
 
 
-def _describe(document: object) -> str:
-    if isinstance(document, dict):
-        keys = list(document)[:8]
-        return f"an object with keys {keys!r} (expected 'type': 'bundle', 'Event' or 'response')"
-    if isinstance(document, list):
-        first = json.dumps(document[0])[:80] if document else "nothing"
-        return f"an array whose first item is {first} (expected STIX objects or MISP events)"
-    return f"a bare {type(document).__name__} (expected an object or array)"
+def _json_format_streaming(path: Path) -> str:
+    # Large files: decide from the first events instead of loading the document.
+    with path.open("rb") as handle:
+        keys: list[str] = []
+        try:
+            for prefix, event, value in ijson.parse(handle):
+                if event == "map_key" and prefix in ("", "item"):
+                    keys.append(value)
+                if prefix in ("type", "item.type") and value == "bundle":
+                    return "stix"
+                if prefix == "item.id" and isinstance(value, str) and "--" in value:
+                    return "stix"
+                if len(keys) > 50:
+                    break
+        except ijson.common.IncompleteJSONError as exc:
+            raise FeedFormatError(path, f"truncated or invalid JSON: {exc}") from exc
+    if "Event" in keys or "response" in keys:
+        return "misp"
+    return "json"
+
+
+def _is_json_lines(text: str) -> bool:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[1].startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(lines[0]), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def detect_format(path: Path) -> str:
+    """Return the format of a feed file, one of `FORMATS`.
+
+    JSON documents are told apart by their shape (STIX bundle or object array, MISP ``Event`` /
+    ``response``, anything else generic JSON); JSON Lines by one object per line; XML by its
+    root element; other text is CSV when its rows split into the same columns, else text.
+    A gzip-compressed file is detected by what it decompresses to.
+
+    Raises:
+        FeedFormatError: the file is unreadable, empty, binary, not UTF-8, truncated or invalid
+            JSON/XML, or nested compression.
+    """
+    path = Path(path)
+    head = _head(path)
+    if head.startswith(_GZIP_MAGIC):
+        with _decompressed(path) as plain:
+            return detect_format(plain)
+    sample = _check_text(path, head).lstrip()
+    if sample.startswith("{") and _is_json_lines(sample):
+        return "jsonl"
+    if sample.startswith(("{", "[")):
+        return _json_format(path)
+    if sample.startswith("<"):
+        dialect = xmlfeed.xml_dialect(path)
+        return {"stix1": "xml"}.get(dialect, dialect)
+    return "csv" if csv_format.looks_tabular(path) else "text"
+
+
+class _decompressed:
+    """Decompress a gzip file (and at most MAX_GZIP_LAYERS - 1 inner layers) into a temp file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> Path:
+        self.tmp = tempfile.TemporaryDirectory(prefix="spire-feed-")
+        current = self.path
+        for layer in range(1, MAX_GZIP_LAYERS + 2):
+            if not _head(current).startswith(_GZIP_MAGIC):
+                return current
+            if layer > MAX_GZIP_LAYERS:
+                break
+            target = Path(self.tmp.name) / f"layer{layer}"
+            _gunzip(self.path, current, target)
+            current = target
+        raise FeedFormatError(
+            self.path,
+            f"more than {MAX_GZIP_LAYERS} nested gzip layers; refused as a likely compression bomb",
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def _gunzip(original: Path, source: Path, target: Path) -> None:
+    written = 0
+    try:
+        with gzip.open(source, "rb") as compressed, target.open("wb") as plain:
+            while chunk := compressed.read(1 << 20):
+                written += len(chunk)
+                if written > MAX_DECOMPRESSED_BYTES:
+                    raise FeedFormatError(
+                        original,
+                        f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes; refused",
+                    )
+                plain.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FeedFormatError(original, f"corrupt gzip data: {exc}") from exc
 
 
 def read_feed(path: Path, fmt: str | None = None, *, start: int = 0) -> Iterator[FeedItem]:
     """Stream the items of a feed in file order.
 
     Args:
-        path: the feed file.
+        path: the feed file (possibly gzip-compressed).
         fmt: one of `FORMATS`; detected when None.
         start: skip the first `start` records (position-based resume). Items of one record
             share its position, so resume with ``start = last fully handled position + 1``.
@@ -124,6 +253,10 @@ def read_feed(path: Path, fmt: str | None = None, *, start: int = 0) -> Iterator
 
 
 def _read(path: Path, fmt: str | None, start: int) -> Iterator[FeedItem]:
+    if _head(path).startswith(_GZIP_MAGIC):
+        with _decompressed(path) as plain:
+            yield from _read(plain, fmt, start)
+        return
     if fmt is None:
         fmt = detect_format(path)
     else:

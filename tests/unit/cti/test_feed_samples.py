@@ -169,12 +169,20 @@ def test_truncated_json_is_refused_by_detect_format_too(sample_feeds: Path) -> N
         detect_format(sample_feeds / "bad_truncated.json")
 
 
-def test_json_that_is_neither_stix_nor_misp_is_refused(tmp_path: Path) -> None:
+def test_json_that_is_neither_stix_nor_misp_is_generic_json(tmp_path: Path) -> None:
     path = tmp_path / "other.json"
-    path.write_text('{"status": "ok", "data": []}')
+    path.write_text('{"status": "ok", "data": [{"ip": "8.8.8.8"}]}')
 
-    with pytest.raises(FeedFormatError, match=r"neither STIX 2 nor MISP.*'status'"):
-        detect_format(path)
+    assert detect_format(path) == "json"
+    assert [i.indicator.value for i in read_feed(path) if i.indicator] == ["8.8.8.8"]
+
+
+def test_json_without_any_array_of_records_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    path.write_text('{"status": "ok", "message": "nothing"}')
+
+    with pytest.raises(FeedFormatError, match="no array of records found"):
+        list(read_feed(path))
 
 
 def test_missing_file_is_a_feed_format_error(tmp_path: Path) -> None:

@@ -42,7 +42,15 @@ from phantom_spire.cti.formats.base import (
 from phantom_spire.cti.indicators import classify, hint_types
 from phantom_spire.cti.timestamps import normalize_timestamp
 
-__all__ = ["DEFAULT_MAX_RECORD_CHARS", "read_csv"]
+__all__ = [
+    "DEFAULT_MAX_RECORD_CHARS",
+    "GENERIC_COLUMNS",
+    "TYPE_COLUMNS",
+    "column_hint",
+    "detect_layout",
+    "discard_rest_of_line",
+    "read_csv",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ _SNIFF_RECORDS = 50
 _COMMENT_STARTS = ("#", ";")
 _FIELD_CONTEXT_LIMIT = 1000
 
-_GENERIC_COLUMNS = {
+GENERIC_COLUMNS = {
     "indicator",
     "indicators",
     "indicator value",
@@ -67,7 +75,7 @@ _GENERIC_COLUMNS = {
     "artifact",
     "artefact",
 }
-_TYPE_COLUMNS = {"type", "indicator type", "ioc type", "observable type", "attribute type", "kind"}
+TYPE_COLUMNS = {"type", "indicator type", "ioc type", "observable type", "attribute type", "kind"}
 _COLUMN_HINTS = {
     "md5": "md5",
     "sha1": "sha1",
@@ -148,7 +156,8 @@ def _normalize_header(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
 
 
-def _column_hint(name: str) -> str | None:
+def column_hint(name: str) -> str | None:
+    """Return the type label a column (or JSON field) name stands for, or None."""
     header = _normalize_header(name)
     words = header.split()
     for candidate in (header, " ".join(words[-2:]), words[-1] if words else ""):
@@ -209,7 +218,7 @@ def _raw_records(
             break
         line_no += 1
         if len(line) > max_chars and not line.endswith("\n"):
-            _discard_rest_of_line(handle)
+            discard_rest_of_line(handle)
             yield _RawRecord(start_line if pending else line_no, "oversize", "")
             pending, pending_chars, in_quote = [], 0, False
             continue
@@ -234,7 +243,8 @@ def _raw_records(
         yield _RawRecord(start_line, "data", "".join(pending))
 
 
-def _discard_rest_of_line(handle: TextIO) -> None:
+def discard_rest_of_line(handle: TextIO) -> None:
+    """Read and drop the rest of an overlong line in chunks, never holding it whole."""
     while True:
         chunk = handle.readline(1 << 16)
         if not chunk or chunk.endswith("\n"):
@@ -280,7 +290,7 @@ def _header_from_comment(comments: list[str], delimiter: str, width: int) -> lis
         except csv.Error:
             continue
         if len(row) == width and any(
-            _column_hint(c) or _normalize_header(c) in _GENERIC_COLUMNS for c in row
+            column_hint(c) or _normalize_header(c) in GENERIC_COLUMNS for c in row
         ):
             return row
     return None
@@ -288,12 +298,12 @@ def _header_from_comment(comments: list[str], delimiter: str, width: int) -> lis
 
 def _columns_from_header(header: list[str]) -> tuple[list[_Column], int | None]:
     normalized = [_normalize_header(name) for name in header]
-    type_column = next((i for i, n in enumerate(normalized) if n in _TYPE_COLUMNS), None)
+    type_column = next((i for i, n in enumerate(normalized) if n in TYPE_COLUMNS), None)
     columns = []
     for index, name in enumerate(header):
-        if normalized[index] in _GENERIC_COLUMNS:
+        if normalized[index] in GENERIC_COLUMNS:
             columns.append(_Column(index, name, None, generic=True))
-        elif (hint := _column_hint(name)) is not None:
+        elif (hint := column_hint(name)) is not None:
             columns.append(_Column(index, name, hint))
     has_generic = any(column.generic for column in columns)
     return columns, type_column if has_generic else None
@@ -310,7 +320,12 @@ def _columns_from_values(rows: list[list[str]]) -> list[_Column]:
     return columns
 
 
-def _detect_layout(path: Path, max_chars: int) -> _Layout:
+def detect_layout(path: Path, max_chars: int = DEFAULT_MAX_RECORD_CHARS) -> _Layout:
+    """Work out delimiter, header and indicator columns from the start of the file.
+
+    Raises:
+        FeedFormatError: no data rows, or no indicator column.
+    """
     comments: list[str] = []
     samples: list[str] = []
     with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -362,7 +377,7 @@ def read_csv(
     Raises:
         FeedFormatError: empty file, no data rows, no indicator column, or not UTF-8.
     """
-    layout = _detect_layout(path, max_record_chars)
+    layout = detect_layout(path, max_record_chars)
     logger.debug(
         "csv layout of %s: delimiter=%r header=%r indicator columns=%r",
         path,
@@ -452,3 +467,20 @@ def _apply_known_field(context: dict[str, Any], header: str, value: str) -> None
         context["first_seen"] = normalize_timestamp(value)
     elif any(key in header for key in ("last seen", "lastseen", "last online")):
         context["last_seen"] = normalize_timestamp(value)
+
+
+def looks_tabular(path: Path, max_chars: int = DEFAULT_MAX_RECORD_CHARS) -> bool:
+    """Tell whether a text file is a table: most sampled rows split into the same 2+ columns."""
+    samples: list[str] = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for record in _raw_records(handle, None, max_chars, path):
+            if record.kind == "data":
+                samples.append(record.text)
+                if len(samples) >= _SNIFF_RECORDS:
+                    break
+    if not samples:
+        return True  # let the CSV reader report "no data rows"
+    delimiter = _sniff_delimiter(samples)
+    widths = Counter(len(_parse_row(text, delimiter)) for text in samples)
+    width, count = widths.most_common(1)[0]
+    return width > 1 and (len(samples) == 1 or count >= 0.8 * len(samples))
