@@ -197,13 +197,21 @@ class _decompressed:
 
     def __enter__(self) -> Path:
         self.tmp = tempfile.TemporaryDirectory(prefix="spire-feed-")
+        try:
+            return self._unwrap(Path(self.tmp.name))
+        except BaseException:
+            # __exit__ does not run when __enter__ raises; clean up here.
+            self.tmp.cleanup()
+            raise
+
+    def _unwrap(self, folder: Path) -> Path:
         current = self.path
         for layer in range(1, MAX_GZIP_LAYERS + 2):
             if not _head(current).startswith(_GZIP_MAGIC):
                 return current
             if layer > MAX_GZIP_LAYERS:
                 break
-            target = Path(self.tmp.name) / f"layer{layer}"
+            target = folder / f"layer{layer}"
             _gunzip(self.path, current, target)
             current = target
         raise FeedFormatError(

@@ -28,6 +28,7 @@ __all__ = [
     "Indicator",
     "InvalidIndicator",
     "classify",
+    "dedup_key",
     "extract",
     "hint_types",
     "indicator_tags",
@@ -280,3 +281,12 @@ def extract(text: str) -> list[Indicator]:
     from phantom_spire.cti.extract import extract_indicators  # imports this module
 
     return extract_indicators(text)
+
+
+def dedup_key(indicator: Indicator) -> str:
+    """Return the key under which two sightings of one indicator are merged.
+
+    The value is already canonical (hash case, RFC 5952 IPv6, A-label domains, scheme and host
+    case of URLs), so the key is ``"<type>:<value>"``.
+    """
+    return f"{indicator.type}:{indicator.value}"
