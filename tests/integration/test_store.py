@@ -294,3 +294,36 @@ def test_bulk_creation_inserts_all_tasks_in_one_call(service: TaskService, store
 
 def test_store_reports_its_dialect(store: Store, store_url: str) -> None:
     assert store.dialect == sa.engine.make_url(store_url).get_backend_name()
+
+
+def test_concurrent_creations_are_all_committed_even_when_grouped(
+    service: TaskService, store: Store
+) -> None:
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def create(n: int) -> None:
+        for _ in range(n):
+            row = make_task(service, execute=False)
+            with lock:
+                ids.append(row["id"])
+
+    threads = [threading.Thread(target=create, args=(25,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(set(ids)) == 200
+    assert store.count_tasks_by_status() == {"pending": 200}
+    assert len(store.list_audit(limit=1000)) == 200
+
+
+def test_a_row_that_cannot_be_inserted_fails_alone_not_its_batch(
+    service: TaskService, store: Store
+) -> None:
+    good = make_task(service, execute=False)
+    duplicate = dict(store.get_task(good["id"]))
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert_task(duplicate)
+    assert store.count_tasks_by_status() == {"pending": 1}

@@ -78,8 +78,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (SPIRE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (SPIRE_PORT).")] = None,
     workers: Annotated[
-        bool, typer.Option("--workers/--no-workers", help="Also run a worker pool.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--workers/--no-workers", help="Also run a worker pool (SPIRE_RUN_WORKERS, default on)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the REST API (and, by default, a worker pool) in this process."""

@@ -264,8 +264,7 @@ class Worker:
                 # Process-wide CPU time: exact only when one attempt runs at a time.
                 "processCpuSeconds": round(time.process_time() - cpu_started, 6),
             }
-            await self._flush_logs(ctx)
-            await self._finish(claim, outcome, metrics)
+            await self._finish(claim, outcome, metrics, ctx.logger.drain())
         except LeaseLost:
             logger.warning(
                 "lost the lease on task %s",
@@ -338,7 +337,13 @@ class Worker:
                     extra={"event": "log_flush_failed"},
                 )
 
-    async def _finish(self, claim: Claim, outcome: AttemptOutcome, metrics: dict[str, Any]) -> None:
+    async def _finish(
+        self,
+        claim: Claim,
+        outcome: AttemptOutcome,
+        metrics: dict[str, Any],
+        logs: list[dict[str, Any]],
+    ) -> None:
         policy = RetryPolicy.model_validate(claim.task["retry_policy"])
         next_status, available_at = decide_next_status(
             outcome, claim.attempt, policy, self.store.clock()
@@ -358,6 +363,7 @@ class Worker:
                 result=outcome.result,
                 available_at=available_at,
                 metrics=metrics,
+                logs=logs,
             )
         )
         level = logging.INFO if next_status is TaskStatus.COMPLETED else logging.WARNING

@@ -9,6 +9,8 @@ checked against :mod:`phantom_spire.engine.lifecycle` before it is written.
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -103,6 +105,10 @@ class Store:
         self.clock = clock
         self._write_engine, self._read_engine = create_engines(url)
         self.dialect = self._write_engine.dialect.name
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._pending_lock = threading.Lock()
+        self._commit_turn = threading.Lock()
+        self._pending: list[_PendingInsert] = []
 
     @property
     def is_postgres(self) -> bool:
@@ -116,7 +122,13 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        with self._write_engine.begin() as conn:
+        if self._write_lock is None:
+            with self._write_engine.begin() as conn:
+                yield conn
+            return
+        # SQLite has one writer. Threads of this process queue on a lock instead of on
+        # SQLite's busy handler, which sleeps in growing steps (up to 100 ms) between tries.
+        with self._write_lock, self._write_engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -143,12 +155,43 @@ class Store:
     # -- tasks -----------------------------------------------------------------------------
 
     def insert_task(self, row: Row, *, audit: Row | None = None) -> Row:
-        """Insert a new task (and its audit event in the same transaction)."""
-        with self._write() as conn:
-            conn.execute(sa.insert(tasks).values(**row))
-            if audit:
-                self._insert_audit(conn, audit)
+        """Insert a new task and its audit event, durably, before returning.
+
+        Concurrent callers share transactions (group commit): while one commit is in flight,
+        the rows that arrive queue up and the next caller to get the turn commits them all
+        at once. Each caller still returns only after its own row is committed.
+        """
+        entry = _PendingInsert(row, audit)
+        with self._pending_lock:
+            self._pending.append(entry)
+        with self._commit_turn:
+            if not entry.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit_inserts(batch)
+        if entry.error is not None:
+            raise entry.error
         return row
+
+    def _commit_inserts(self, batch: list[_PendingInsert]) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(sa.insert(tasks), [e.row for e in batch])
+                audits = [e.audit for e in batch if e.audit]
+                if audits:
+                    now = self.clock()
+                    conn.execute(sa.insert(audit_events), [{"at": now, **a} for a in audits])
+        except Exception:
+            if len(batch) == 1:
+                batch[0].error = sys.exc_info()[1]
+                batch[0].done = True
+                return
+            # One bad row must not fail its neighbours: commit them one by one instead.
+            for entry in batch:
+                self._commit_inserts([entry])
+            return
+        for entry in batch:
+            entry.done = True
 
     def insert_tasks(self, rows: Sequence[Row]) -> None:
         """Insert many tasks in one transaction (bulk submission)."""
@@ -322,8 +365,12 @@ class Store:
         result: Any = None,
         available_at: float | None = None,
         metrics: Row | None = None,
+        logs: Sequence[Row] = (),
     ) -> Row:
-        """Close an attempt and move its task on, if this worker still holds the lease."""
+        """Close an attempt and move its task on, if this worker still holds the lease.
+
+        The attempt's last log lines are written in the same transaction.
+        """
         task_id = claim.task["id"]
         now = self.clock()
 
@@ -331,6 +378,8 @@ class Store:
             row = self._load_for_update(conn, task_id)
             if row["lease_owner"] != worker_id or row["attempts"] != claim.attempt:
                 raise LeaseLost(task_id, worker_id)
+            if logs:
+                conn.execute(sa.insert(task_logs), list(logs))
 
             conn.execute(
                 sa.update(executions)
@@ -658,6 +707,14 @@ class Store:
             ).where(indicator_sources.c.source == source)
         with self._read() as conn:
             return {t: n for t, n in conn.execute(query)}
+
+
+@dataclass
+class _PendingInsert:
+    row: Row
+    audit: Row | None
+    done: bool = False
+    error: BaseException | None = None
 
 
 @dataclass
