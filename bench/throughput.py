@@ -8,6 +8,9 @@ run on the same machine, so the engine's overhead can be read off directly:
 * creation, HTTP API: ``POST /api/v1/tasks`` from concurrent clients against ``spire serve``;
 * draining: queued no-op tasks completed per second by one worker with the default pool.
 
+HTTP load comes from wrk when it is installed (apt-get install wrk): a Python client on the
+same two cores saturates before the server does.
+
 Usage: .venv/bin/python bench/throughput.py [--tasks N] [--http-clients C] [--postgres URL]
 """
 
@@ -15,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,10 +114,36 @@ async def _http_create(url: str, n: int, clients: int) -> float:
         return time.perf_counter() - started
 
 
-def bench_http_create(database_url: str, folder: Path, n: int, clients: int) -> float:
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{"name": "bench", "type": "noop"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _wrk_create(url: str, folder: Path, clients: int, seconds: int) -> tuple[int, float]:
+    script = folder / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", str(script), f"{url}/api/v1/tasks"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw failed requests:\n{out}")
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return total, float(seconds)
+
+
+def bench_http_create(
+    database_url: str, folder: Path, n: int, clients: int
+) -> tuple[str, int, float]:
+    """POST /tasks from concurrent clients. wrk when installed; httpx (client-bound) if not."""
     server = SpireServer(database_url, folder / "serve.log", run_workers="false").start()
     try:
-        return asyncio.run(_http_create(server.url, n, clients))
+        if shutil.which("wrk"):
+            total, seconds = _wrk_create(server.url, folder, clients, 5)
+            return "wrk", total, seconds
+        return "httpx, client-bound", n, asyncio.run(_http_create(server.url, n, clients))
     finally:
         server.stop()
 
@@ -146,10 +178,11 @@ def main() -> None:
         drain, latencies = bench_drain(runtime, n)
         runtime.close()
 
-        http = bench_http_create(
+        client, total, seconds = bench_http_create(
             url.replace("bench.db", "http.db"), folder, n, args.http_clients
         )
-        print(f"  HTTP API POST /tasks, {args.http_clients} clients   {rate(n, http)}")
+        label = f"HTTP API POST /tasks ({client}, {args.http_clients} conns)"
+        print(f"  {label:<36}{rate(total, seconds)}")
         print()
         print("execution")
         print(f"  no-op tasks drained, default pool   {rate(n, drain)}")
