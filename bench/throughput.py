@@ -32,12 +32,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phantom_spire.engine.worker import Worker  # noqa: E402
-from phantom_spire.runtime import Runtime  # noqa: E402
-from phantom_spire.services.tasks import TaskSpec  # noqa: E402
-from phantom_spire.settings import Settings  # noqa: E402
-from phantom_spire.store.schema import tasks  # noqa: E402
-from tests.e2e.server import SpireServer  # noqa: E402
+from tests.e2e.server import SpireServer
+
+from phantom_spire.engine.worker import Worker
+from phantom_spire.runtime import Runtime
+from phantom_spire.services.tasks import TaskSpec
+from phantom_spire.settings import Settings
+from phantom_spire.store.schema import tasks
 
 NOOP = TaskSpec.model_validate({"name": "bench", "type": "noop"})
 
@@ -126,7 +127,9 @@ def _wrk_create(url: str, folder: Path, clients: int, seconds: int) -> tuple[int
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", str(script), f"{url}/api/v1/tasks"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw failed requests:\n{out}")
@@ -162,7 +165,9 @@ def main() -> None:
         runtime = Runtime(Settings(database_url=url))
         store_name = "PostgreSQL" if args.postgres else "SQLite (embedded default)"
         print(f"Phantom Spire throughput, {store_name}, {n} tasks per figure")
-        print(f"  worker pool: {runtime.settings.workers} slots, poll {runtime.settings.poll_seconds}s")
+        print(
+            f"  worker pool: {runtime.settings.workers} slots, poll {runtime.settings.poll_seconds}s"
+        )
         print()
 
         raw = bench_raw_insert(runtime, n)
@@ -170,7 +175,9 @@ def main() -> None:
         bulk = bench_bulk_create(runtime, n)
         print("creation")
         print(f"  baseline: bare insert, 1 txn each   {rate(n, raw)}")
-        print(f"  Python API create_task              {rate(n, py)}   ({py / raw:.1f}x baseline time)")
+        print(
+            f"  Python API create_task              {rate(n, py)}   ({py / raw:.1f}x baseline time)"
+        )
         print(f"  Python API create_tasks (bulk 1000) {rate(n, bulk)}")
         runtime.close()
 

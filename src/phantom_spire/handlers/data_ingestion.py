@@ -26,9 +26,9 @@ class IngestionParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     source: str = Field(min_length=1, description="Local path or http(s) URL of the feed.")
-    format: Literal["stix", "misp", "csv"] | None = Field(
-        default=None, description="Feed format; detected from the content when absent."
-    )
+    format: (
+        Literal["stix", "misp", "csv", "json", "jsonl", "xml", "openioc", "rss", "text"] | None
+    ) = Field(default=None, description="Feed format; detected from the content when absent.")
     batch_size: int | None = Field(default=None, ge=1, le=100_000, alias="batchSize")
     source_name: str | None = Field(
         default=None, alias="sourceName", description="Label recorded on each indicator."
@@ -91,7 +91,7 @@ _VALUE_SUFFIX = re.compile(r"\s*\(value .*\)\s*$")
 
 
 class DataIngestionHandler:
-    """Reads STIX 2.x, MISP event JSON or CSV, in batches, checkpointing after each batch."""
+    """Reads any feed format of :mod:`phantom_spire.cti.feeds`, checkpointing after each batch."""
 
     name: ClassVar[str] = "data_ingestion"
     Parameters: ClassVar[type[BaseModel]] = IngestionParameters
