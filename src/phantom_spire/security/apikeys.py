@@ -303,16 +303,20 @@ def verify_api_key(
     status = key_status(record, clock=clock)
     if status is KeyStatus.REVOKED:
         raise ApiKeyRejected(
-            f"API key {key_id!r} was revoked at {record.revoked_at:%Y-%m-%dT%H:%M:%SZ}",
+            f"API key {key_id!r} was revoked at {_show(record.revoked_at)}",
             reason="revoked",
             key_id=key_id,
         )
     if status is KeyStatus.EXPIRED:
         raise ApiKeyRejected(
-            f"API key {key_id!r} expired at {record.expires_at:%Y-%m-%dT%H:%M:%SZ}",
+            f"API key {key_id!r} expired at {_show(record.expires_at)}",
             reason="expired",
             key_id=key_id,
         )
+
+
+def _show(moment: datetime | None) -> str:
+    return "never" if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _expected_hash(presented: str, record: ApiKeyRecord, *, pepper: bytes | None) -> str:

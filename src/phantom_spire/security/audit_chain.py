@@ -63,7 +63,7 @@ GENESIS_HASH = "0" * 64
 REDACTED = "[REDACTED]"
 
 _HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIME_SHAPE = "'YYYY-MM-DDTHH:MM:SS.ffffffZ'"
 
 
 # --- canonical JSON ---------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class AuditEvent:
         """The event as a JSON-ready dict: exactly what :func:`chain_hash` hashes."""
         return {
             "id": self.id,
-            "time": self.time.astimezone(UTC).strftime(_TIME_FORMAT),
+            "time": _format_time(self.time),
             "actor": self.actor,
             "key_id": self.key_id,
             "action": self.action,
@@ -232,14 +232,25 @@ class AuditEvent:
             raise ValueError(f"audit record lacks {missing!r}; got fields {sorted(record)!r}")
         time = record["time"]
         if isinstance(time, str):
-            try:
-                time = datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC)
-            except ValueError as exc:
-                raise ValueError(
-                    f"audit record time {time!r} is not in the stored format "
-                    "'YYYY-MM-DDTHH:MM:SS.ffffffZ'"
-                ) from exc
+            time = _parse_time(time)
         return cls(**{name: record[name] for name in _RECORD_FIELDS} | {"time": time})
+
+
+def _format_time(value: datetime) -> str:
+    # Not strftime: "%Y" does not zero-pad years before 1000 on every platform.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    # Only the exact stored form is accepted: another spelling of the same instant would
+    # verify here but means the row was not written by this code.
+    if value is None or value.tzinfo is None or _format_time(value) != text:
+        raise ValueError(f"audit record time {text!r} is not in the stored format {_TIME_SHAPE}")
+    return value
 
 
 _RECORD_FIELDS = frozenset(
