@@ -28,6 +28,10 @@ __all__ = [
 
 DEFAULT_MAX_KEYS = 100_000
 
+# Float slack when comparing tokens: a client that waits exactly Retry-After must get in even
+# if refill arithmetic lands a hair below a whole token.
+_EPSILON = 1e-9
+
 _PERIOD_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _PERIOD_NAMES = {
     "second": ("s", "sec", "secs", "second", "seconds"),
@@ -160,11 +164,16 @@ class TokenBucketLimiter:
         with self._lock:
             now = self._clock()
             bucket = self._refilled(key, limit, now)
-            if bucket.tokens >= cost:
-                bucket.tokens -= cost
+            if bucket.tokens + _EPSILON >= cost:
+                bucket.tokens = max(0.0, bucket.tokens - cost)
                 return RateDecision(True, 0.0, math.floor(bucket.tokens))
             wait = (cost - bucket.tokens) / limit.rate
             return RateDecision(False, wait, math.floor(bucket.tokens))
+
+    def __len__(self) -> int:
+        """How many keys have a bucket (bounded by ``max_keys``); useful as a gauge."""
+        with self._lock:
+            return len(self._buckets)
 
     def reset(self, key: str) -> None:
         """Forget ``key``'s bucket, e.g. after its API key is rotated or revoked."""
