@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import overload
 
 from phantom_spire.security.errors import ClassificationError
 
@@ -299,10 +299,15 @@ def can_see(clearance: Level, level: Level) -> bool:
     return level <= clearance
 
 
-_M = TypeVar("_M", Tlp, Level, Marking)
+@overload
+def strictest(first: Tlp, *rest: Tlp) -> Tlp: ...
+@overload
+def strictest(first: Level, *rest: Level) -> Level: ...
+@overload
+def strictest(first: Marking, *rest: Marking) -> Marking: ...
 
 
-def strictest(first: _M, *rest: _M) -> _M:
+def strictest(first: Tlp | Level | Marking, *rest: Tlp | Level | Marking) -> Tlp | Level | Marking:
     """The most restrictive of one or more markings of the same kind.
 
     For :class:`Marking` values each axis is combined separately, so TLP:RED UNCLASSIFIED
@@ -322,7 +327,7 @@ def strictest(first: _M, *rest: _M) -> _M:
             )
     if isinstance(first, Marking):
         markings = [v for v in values if isinstance(v, Marking)]
-        return Marking(
-            strictest(*(m.tlp for m in markings)), strictest(*(m.level for m in markings))
-        )
-    return max(values)
+        return Marking(max(m.tlp for m in markings), strictest(*(m.level for m in markings)))
+    if isinstance(first, Tlp):
+        return max(v for v in values if isinstance(v, Tlp))
+    return max(v for v in values if isinstance(v, Level))

@@ -24,7 +24,6 @@ from phantom_spire.security import (
     rotate_api_key,
     verify_api_key,
 )
-from phantom_spire.security import apikeys as apikeys_module
 
 PEPPER = b"p" * 32
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -178,7 +177,7 @@ def test_verification_compares_hashes_in_constant_time(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(apikeys_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     verify_api_key(issued.plaintext, issued.record, pepper=PEPPER, clock=clock)
     assert (issued.record.secret_hash, issued.record.secret_hash) in calls
 

@@ -39,7 +39,8 @@ def case() -> dict[str, Any]:
     assert len(matching) == 1, (
         f"expected one case {CASE_ID!r} in {CASES_FILE}, found {len(matching)}"
     )
-    return matching[0]
+    found: dict[str, Any] = matching[0]
+    return found
 
 
 def test_canonical_json_is_the_rule_the_case_states(case: dict[str, Any]) -> None:

@@ -193,7 +193,7 @@ def test_event_details_are_copied_so_later_changes_do_not_reach_a_sealed_event()
     ],
 )
 def test_an_event_with_a_bad_field_is_refused_naming_it(
-    changes: dict[str, object], error: type[Exception], fragment: str
+    changes: dict[str, Any], error: type[Exception], fragment: str
 ) -> None:
     event = make_chain(1)[0].event
     with pytest.raises(error, match=fragment):

@@ -79,8 +79,8 @@ def edited(event: AuditEvent, field: str) -> AuditEvent:
         )
     if field == "details":
         return replace(event, details={**event.details, "\x00tampered": True})
-    current = getattr(event, field)
-    return replace(event, **{field: (current or "") + "x"})
+    changed: Any = (getattr(event, field) or "") + "x"
+    return replace(event, **{field: changed})
 
 
 EVENT_FIELDS = ["id", "time", "actor", "action", "target", "outcome", "key_id", "request_id"]
