@@ -17,6 +17,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from phantom_spire.cli.client import DEFAULT_API_URL, ApiClient, ApiError
+from phantom_spire.cli.ioc import ioc_app
 
 __all__ = ["app"]
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 task_app = typer.Typer(help="Create, queue and inspect tasks.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
+app.add_typer(ioc_app, name="ioc")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -387,6 +389,31 @@ def _print_ingest_summary(task: dict[str, Any]) -> None:
         for reason, n in result["rejectReasons"].items():
             rejects.add_row(reason, str(n))
         console.print(rejects)
+        for example in result.get("rejectExamples", [])[:3]:
+            console.print(f"  e.g. {example['reason']}", highlight=False, markup=False)
+    quality = result.get("quality")
+    if not quality:
+        return
+    dup = quality["duplicates"]
+    exact = "" if dup.get("exact", True) else " (split approximate, see result)"
+    console.print(
+        f"duplicates: {dup['withinFeed']} repeated within the feed, {dup['againstStore']} "
+        f"already in the store{exact}; {dup['new']} new of {dup['distinct']} distinct",
+        highlight=False,
+    )
+    hits = quality["warningLists"]["hits"]
+    if quality["warningLists"]["loaded"]:
+        listed = ", ".join(f"{name}: {n}" for name, n in hits.items()) or "none"
+        console.print(f"warning-list hits (tagged, kept): {listed}", highlight=False, markup=False)
+    from rich.markup import escape
+
+    for flag in quality["anomalies"]:
+        console.print(
+            f"[yellow]anomaly[/yellow] {flag['flag']}: {escape(flag['message'])}",
+            highlight=False,
+        )
+    if not quality["anomalies"]:
+        console.print("anomalies: none", highlight=False)
 
 
 @app.command()

@@ -1,16 +1,27 @@
-"""``data_ingestion``: read a threat feed and merge its indicators into the intel store."""
+"""``data_ingestion``: read a threat feed, merge its indicators into the intel store, report.
+
+The result is a quality report: records read, indicators accepted and rejected (by reason,
+with examples), duplicates within the feed and against the store, warning-list hits, and
+anomaly flags (too many rejects, a volume far from the source's previous runs, timestamps in
+the future).
+
+The volume flag needs the source's previous volumes. A handler cannot read other tasks, so
+they come in as the ``volumeHistory`` parameter, filled by whoever schedules the ingestion
+from earlier results (``quality.volume.indicators``); without it the flag is never raised.
+"""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from phantom_spire.cti import feeds
 from phantom_spire.cti.errors import CTIError
+from phantom_spire.cti.quality import IngestionTally, SeenKeys, Thresholds, anomalies
+from phantom_spire.cti.warninglists import WarningLists
 from phantom_spire.errors import HandlerError
 from phantom_spire.handlers.context import TaskContext
 from phantom_spire.handlers.sources import is_url, open_source
@@ -19,7 +30,8 @@ from phantom_spire.store import IndicatorRecord, UpsertStats
 
 __all__ = ["DataIngestionHandler", "IngestionParameters"]
 
-MAX_REJECT_EXAMPLES = 10
+WARNING_LIST_MAX_CONFIDENCE = 15
+"""Confidence (0-100) an indicator keeps at most once it is found on a warning list."""
 
 
 class IngestionParameters(BaseModel):
@@ -33,65 +45,58 @@ class IngestionParameters(BaseModel):
     source_name: str | None = Field(
         default=None, alias="sourceName", description="Label recorded on each indicator."
     )
+    warning_lists: list[str] | None = Field(
+        default=None,
+        alias="warningLists",
+        max_length=1000,
+        description=(
+            "MISP warninglist JSON files, or folders of them, on the engine's machine. An "
+            "indicator on a list is tagged warninglist:<name> and its confidence lowered; it "
+            "is still stored."
+        ),
+    )
+    max_reject_share: float = Field(
+        default=Thresholds.max_reject_share,
+        ge=0,
+        le=1,
+        alias="maxRejectShare",
+        description="Anomaly flag when rejected / (accepted + rejected) is above this.",
+    )
+    volume_history: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        alias="volumeHistory",
+        max_length=1000,
+        description=(
+            "Accepted-indicator counts of this source's previous runs (their results' "
+            "quality.volume.indicators); anomaly flag when this run is far from their median."
+        ),
+    )
+    volume_factor: float = Field(
+        default=Thresholds.volume_factor,
+        gt=1,
+        alias="volumeFactor",
+        description="How many times above or below the median volume is still normal.",
+    )
+    future_tolerance_seconds: float = Field(
+        default=Thresholds.future_tolerance_seconds,
+        ge=0,
+        alias="futureToleranceSeconds",
+        description="Clock skew allowed before a first/last seen time counts as future.",
+    )
 
-
-class _Tally:
-    """Counts for the result summary; kept in the checkpoint so a resume carries on."""
-
-    def __init__(self, saved: dict[str, Any] | None = None) -> None:
-        saved = saved or {}
-        self.records = Counter(saved.get("records", {}))
-        self.items = Counter(saved.get("items", {}))
-        self.by_type: dict[str, Counter[str]] = {
-            t: Counter(c) for t, c in saved.get("byType", {}).items()
-        }
-        self.reject_reasons = Counter(saved.get("rejectReasons", {}))
-        self.reject_examples: list[dict[str, Any]] = list(saved.get("rejectExamples", []))
-
-    def add(self, item: feeds.FeedItem, *, new_record: bool) -> None:
-        # One record (a STIX object, a MISP attribute, a CSV row) may carry several items
-        # (a composite attribute, a row with three hash columns): count both.
-        if new_record:
-            self.records["read"] += 1
-        self.items[item.kind] += 1
-        if item.kind == "indicator" and item.indicator is not None:
-            self.by_type.setdefault(item.indicator.type, Counter())["read"] += 1
-        elif item.kind == "rejected":
-            reason = item.reason or "rejected"
-            self.reject_reasons[_reason_key(reason)] += 1
-            if len(self.reject_examples) < MAX_REJECT_EXAMPLES:
-                self.reject_examples.append(
-                    {"position": item.position, "value": item.raw_value, "reason": reason}
-                )
-
-    def stored(self, new_by_type: dict[str, int]) -> None:
-        for type_, n in new_by_type.items():
-            self.by_type.setdefault(type_, Counter())["new"] += n
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "records": dict(self.records),
-            "items": dict(self.items),
-            "byType": {t: dict(c) for t, c in sorted(self.by_type.items())},
-            "rejectReasons": dict(self.reject_reasons),
-            "rejectExamples": self.reject_examples,
-        }
-
-
-def _reason_key(reason: str) -> str:
-    """Group rejects by what was wrong, without where or which value.
-
-    Readers phrase reasons as ``<location>: <what was wrong> (value '<raw>')``.
-    """
-    what = reason.split(": ", 1)[-1]
-    return _VALUE_SUFFIX.sub("", what).strip() or reason
-
-
-_VALUE_SUFFIX = re.compile(r"\s*\(value .*\)\s*$")
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            max_reject_share=self.max_reject_share,
+            volume_factor=self.volume_factor,
+            future_tolerance_seconds=self.future_tolerance_seconds,
+        )
 
 
 class DataIngestionHandler:
-    """Reads any feed format of :mod:`phantom_spire.cti.feeds`, checkpointing after each batch."""
+    """Reads any feed format of :mod:`phantom_spire.cti.feeds`, checkpointing after each batch.
+
+    The result is the ingestion's quality report (see :mod:`phantom_spire.cti.quality`).
+    """
 
     name: ClassVar[str] = "data_ingestion"
     Parameters: ClassVar[type[BaseModel]] = IngestionParameters
@@ -104,80 +109,161 @@ class DataIngestionHandler:
         return await ctx.run_in_thread(self._ingest, ctx, params)
 
     def _ingest(self, ctx: TaskContext, params: IngestionParameters) -> dict[str, Any]:
+        try:
+            lists = WarningLists.load([Path(p) for p in params.warning_lists or ()])
+        except CTIError as exc:
+            raise HandlerError(str(exc), retryable=False) from exc
         with open_source(
             params.source,
             max_bytes=self.settings.fetch_max_bytes,
             timeout=self.settings.fetch_timeout_seconds,
         ) as path:
             try:
-                return self._ingest_file(ctx, params, path)
+                return self._ingest_file(ctx, params, path, lists)
             except CTIError as exc:
                 raise HandlerError(str(exc), retryable=False) from exc
 
     def _ingest_file(
-        self, ctx: TaskContext, params: IngestionParameters, path: Path
+        self, ctx: TaskContext, params: IngestionParameters, path: Path, lists: WarningLists
     ) -> dict[str, Any]:
         fmt = params.format or feeds.detect_format(path)
         source_name = params.source_name or _default_source_name(params.source)
         batch_size = params.batch_size or self.settings.ingest_batch_size
+        thresholds = params.thresholds()
         saved = ctx.checkpoint or {}
         start = int(saved.get("position", 0))
-        tally = _Tally(saved.get("tally"))
+        tally = IngestionTally(saved.get("tally"))
+        seen = SeenKeys()
+        future_after = datetime.now(UTC) + timedelta(seconds=thresholds.future_tolerance_seconds)
 
         if start:
+            tally.resumed_at.append(start)
             ctx.logger.info(f"resuming {fmt} feed {params.source!r} at record {start}")
         else:
             ctx.logger.info(f"reading {fmt} feed {params.source!r}")
 
         batch: list[IndicatorRecord] = []
-        position = start
+        current: int | None = None
         for item in feeds.read_feed(path, fmt, start=start):
-            tally.add(item, new_record=item.position >= position)
-            position = item.position + 1
-            if item.kind == "indicator" and item.indicator is not None:
-                batch.append(_to_record(item))
-            if len(batch) >= batch_size:
-                self._flush(ctx, batch, source_name, tally, position)
+            new_record = item.position != current
+            # Write only between records: the checkpoint says "every record before this
+            # position is stored", which would lose the rest of a record cut in two.
+            # A stop request (pause, cancel, timeout) is honoured at the next record
+            # boundary, not only at the end of a batch, so it beats the grace period.
+            stopping = ctx.should_stop()
+            if new_record and (len(batch) >= batch_size or stopping):
+                self._flush(ctx, batch, source_name, tally, seen, item.position)
                 batch = []
-                if ctx.should_stop():
-                    raise HandlerError(f"stopped at record {position} on request")
+                if stopping:
+                    raise HandlerError(f"stopped at record {item.position} on request")
+            current = item.position
+            tally.add(item, new_record=new_record, future_after=future_after)
+            if item.kind == "indicator" and item.indicator is not None:
+                batch.append(_to_record(item, lists, tally))
 
-        self._flush(ctx, batch, source_name, tally, position)
-        summary = {"source": params.source, "sourceName": source_name, "format": fmt}
-        summary.update(tally.as_dict())
-        summary["stored"] = {
-            "new": sum(c.get("new", 0) for c in tally.by_type.values()),
-            "indicators": tally.items.get("indicator", 0),
-        }
-        ctx.logger.info(
-            f"done: {tally.records['read']} records, {tally.items['indicator']} indicators, "
-            f"{tally.items['rejected']} rejected, {summary['stored']['new']} new in store"
-        )
-        return summary
+        end = start if current is None else current + 1
+        self._flush(ctx, batch, source_name, tally, seen, end)
+        return self._report(params, fmt, source_name, tally, seen, thresholds, lists, ctx)
 
     def _flush(
         self,
         ctx: TaskContext,
         batch: list[IndicatorRecord],
         source_name: str,
-        tally: _Tally,
+        tally: IngestionTally,
+        seen: SeenKeys,
         position: int,
     ) -> None:
+        hashes, already = seen.split((r.type, r.value) for r in batch)
+
         def checkpoint(stats: UpsertStats) -> dict[str, Any]:
-            tally.stored(stats.new_by_type)
+            # Runs inside the batch's transaction: the counts saved are those of the
+            # records this very transaction stores, so a resume never counts them twice.
+            tally.stored(
+                new_by_type=stats.new_by_type,
+                existing=stats.existing,
+                accepted=len(batch),
+                distinct=len(hashes),
+                seen=already,
+            )
+            tally.duplicates_exact = tally.duplicates_exact and seen.exact
             return {"position": position, "tally": tally.as_dict()}
 
         ctx.store_indicators_blocking(batch, source_name, checkpoint=checkpoint, done=position)
+        seen.remember(hashes)
+
+    def _report(
+        self,
+        params: IngestionParameters,
+        fmt: str,
+        source_name: str,
+        tally: IngestionTally,
+        seen: SeenKeys,
+        thresholds: Thresholds,
+        lists: WarningLists,
+        ctx: TaskContext,
+    ) -> dict[str, Any]:
+        counts = tally.as_dict()
+        duplicates = counts.pop("duplicates")
+        duplicates["exact"] = duplicates["exact"] and seen.exact and not tally.resumed_at
+        summary: dict[str, Any] = {"source": params.source, "sourceName": source_name}
+        summary["format"] = fmt
+        summary.update({k: counts[k] for k in ("records", "items", "byType", "rejectReasons")})
+        summary["rejectExamples"] = counts["rejectExamples"]
+        new = sum(c.get("new", 0) for c in tally.by_type.values())
+        summary["stored"] = {"new": new, "indicators": tally.accepted}
+        history = list(params.volume_history or ())
+        flags = anomalies(tally, thresholds, history)
+        summary["quality"] = {
+            "rejectShare": round(tally.reject_share(), 4),
+            "duplicates": {
+                **duplicates,
+                "distinct": tally.accepted - tally.within_feed,
+                "new": new,
+            },
+            "warningLists": {
+                "loaded": [wl.name for wl in lists.lists],
+                "hits": counts["warningListHits"],
+            },
+            "futureTimestamps": counts["futureTimestamps"],
+            "volume": {
+                "indicators": tally.accepted,
+                "records": tally.records.get("read", 0),
+                "history": history,
+            },
+            "anomalies": flags,
+            "thresholds": thresholds.as_dict(),
+        }
+        if tally.resumed_at:
+            summary["quality"]["resumedAt"] = tally.resumed_at
+        ctx.logger.info(
+            f"done: {tally.records['read']} records, {tally.accepted} indicators, "
+            f"{tally.rejected} rejected, {new} new in store, "
+            f"{tally.within_feed} repeated in the feed, {tally.against_store} already stored"
+        )
+        for flag in flags:
+            ctx.logger.warning(f"anomaly {flag['flag']}: {flag['message']}")
+        return summary
 
 
-def _to_record(item: feeds.FeedItem) -> IndicatorRecord:
+def _to_record(item: feeds.FeedItem, lists: WarningLists, tally: IngestionTally) -> IndicatorRecord:
     assert item.indicator is not None
     confidence = item.context.get("confidence") if item.context else None
+    confidence = confidence if isinstance(confidence, int) else None
+    tags = tuple(item.indicator.tags)
+    if lists.lists:
+        names = lists.matches(item.indicator)
+        if names:
+            # Flag, never drop: a benign-looking value may still be what an analyst needs
+            # to see (a compromised CDN host, a test hash in a real incident).
+            tally.warning_list_hit(names)
+            tags += tuple(f"warninglist:{name}" for name in names)
+            confidence = min(
+                WARNING_LIST_MAX_CONFIDENCE if confidence is None else confidence,
+                WARNING_LIST_MAX_CONFIDENCE,
+            )
     return IndicatorRecord(
-        type=item.indicator.type,
-        value=item.indicator.value,
-        tags=tuple(item.indicator.tags),
-        confidence=confidence if isinstance(confidence, int) else None,
+        type=item.indicator.type, value=item.indicator.value, tags=tags, confidence=confidence
     )
 
 

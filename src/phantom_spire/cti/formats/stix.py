@@ -165,7 +165,10 @@ def _context(obj: dict[str, Any], tlp_markings: dict[str, str]) -> dict[str, Any
         confidence=confidence if isinstance(confidence, int) else None,
         tlp=tlp,
         first_seen=normalize_timestamp(obj.get("valid_from") or obj.get("first_observed")),
-        last_seen=normalize_timestamp(obj.get("valid_until") or obj.get("last_observed")),
+        # valid_until is when the indicator stops being valid (often ahead of today), not a
+        # sighting: keep it apart so it is not mistaken for a last-seen time in the future.
+        last_seen=normalize_timestamp(obj.get("last_observed")),
+        valid_until=normalize_timestamp(obj.get("valid_until")),
         created=normalize_timestamp(obj.get("created")),
         modified=normalize_timestamp(obj.get("modified")),
         raw_timestamps=raw_timestamps,
