@@ -49,6 +49,7 @@ def test_tokens_come_back_at_the_configured_rate() -> None:
 
 def test_the_bucket_never_holds_more_than_the_burst() -> None:
     limit, clock = limiter(rate=10.0, burst=2)
+    limit.acquire("k1")
     clock.now += 3600
     assert [limit.acquire("k1").allowed for _ in range(3)] == [True, True, False]
 
