@@ -4,6 +4,7 @@
      ├── ConfigError              a setting is missing or contradicts another
      ├── TaskNotFound             no task with that id (or not visible to the caller)
      ├── IllegalTransition        the state machine forbids the move
+     ├── IdempotencyConflict      an idempotency key reused with another body
      ├── LeaseLost                a worker no longer owns the task it is working on
      ├── InvalidTaskDefinition    a task definition is malformed (unknown handler, bad parameters)
      └── HandlerError             raised by handlers; says whether a retry may help
@@ -16,6 +17,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "HandlerError",
+    "IdempotencyConflict",
     "IllegalTransition",
     "InvalidTaskDefinition",
     "LeaseLost",
@@ -71,6 +73,17 @@ class InvalidTaskDefinition(SpireError):
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+class IdempotencyConflict(SpireError):
+    """An idempotency key was reused with a different request body."""
+
+    def __init__(self, key: str, task_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was first used for task {task_id} with a different body"
+        )
+        self.key = key
+        self.task_id = task_id
 
 
 class HandlerError(SpireError):

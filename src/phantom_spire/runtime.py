@@ -39,7 +39,9 @@ class Runtime:
         url = settings.resolved_database_url
         if run_migrations:
             migrate(url)
-        self.store = Store(url, clock=clock)
+        self.store = Store(
+            url, clock=clock, aging_points_per_minute=settings.aging_points_per_minute
+        )
         self.registry = registry or default_registry(settings)
         self.tasks = TaskService(
             self.store,

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     )
     fetch_timeout_seconds: float = 60.0
     run_workers: bool = Field(default=True, description="`spire serve` also runs a worker pool.")
+    stop_grace_seconds: float = Field(
+        default=30.0, description="A cancelled or paused handler is forced to stop after this."
+    )
+    aging_points_per_minute: float = Field(
+        default=10.0,
+        ge=0,
+        description="Effective priority a queued task gains per minute of waiting (0: off).",
+    )
 
     @model_validator(mode="after")
     def _check_timing(self) -> Settings:

@@ -10,6 +10,7 @@ from phantom_spire.engine.lifecycle import (
     Priority,
     TaskStatus,
     next_status,
+    outcome_event,
 )
 from phantom_spire.errors import IllegalTransition
 
@@ -63,7 +64,10 @@ def test_every_non_terminal_state_can_be_cancelled() -> None:
 
 def test_every_attempt_outcome_maps_to_an_event_allowed_while_running_or_cancelling() -> None:
     for status, event in OUTCOME_EVENTS.items():
-        source = TaskStatus.CANCELLING if status is TaskStatus.CANCELLED else TaskStatus.RUNNING
+        source = {
+            TaskStatus.CANCELLED: TaskStatus.CANCELLING,
+            TaskStatus.PAUSED: TaskStatus.PAUSING,
+        }.get(status, TaskStatus.RUNNING)
         assert next_status("t", source, event) is status
 
 
@@ -86,3 +90,22 @@ def test_priorities_rank_critical_highest_and_background_lowest() -> None:
     ranks = [p.rank for p in Priority]
     assert ranks == sorted(ranks, reverse=True)
     assert all(Priority.from_rank(p.rank) is p for p in Priority)
+
+
+@pytest.mark.parametrize(
+    ("current", "proposed", "expected"),
+    [
+        ("running", TaskStatus.RETRY_WAIT, Event.RETRY_LATER),
+        ("cancelling", TaskStatus.RETRY_WAIT, Event.CONFIRM_CANCEL),
+        ("cancelling", TaskStatus.FAILED, Event.CONFIRM_CANCEL),
+        ("cancelling", TaskStatus.COMPLETED, Event.COMPLETE),
+        ("pausing", TaskStatus.RETRY_WAIT, Event.CONFIRM_PAUSE),
+        ("pausing", TaskStatus.TIMED_OUT, Event.CONFIRM_PAUSE),
+        ("pausing", TaskStatus.FAILED, Event.FAIL),
+        ("pausing", TaskStatus.COMPLETED, Event.COMPLETE),
+    ],
+)
+def test_a_pending_cancel_or_pause_decides_how_an_attempt_ends(
+    current: str, proposed: TaskStatus, expected: Event
+) -> None:
+    assert outcome_event(current, proposed) is expected

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 
 from phantom_spire import __version__
 from phantom_spire.api.problems import install_problem_handlers
@@ -20,7 +20,7 @@ from phantom_spire.api.schemas import (
     TaskStatusOut,
 )
 from phantom_spire.runtime import Runtime
-from phantom_spire.services.tasks import TaskService, TaskSpec
+from phantom_spire.services.tasks import TaskService, TaskSpec, TaskUpdate
 
 __all__ = ["create_app"]
 
@@ -73,14 +73,33 @@ def _split(values: list[str] | None) -> list[str]:
 def _task_routes() -> APIRouter:
     router = APIRouter(prefix="/tasks", tags=["tasks"])
 
-    @router.post("", status_code=201, response_model=TaskOut, response_model_by_alias=True)
+    @router.post(
+        "",
+        status_code=201,
+        response_model=TaskOut,
+        responses={200: {"model": TaskOut, "description": "Repeat of an idempotent request."}},
+    )
     def create_task(
         spec: TaskSpec,
         tasks: Tasks,
+        response: Response,
         execute: Annotated[bool, Query(description="Queue the task right away.")] = False,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                max_length=200,
+                description="Same key and body: the first task is returned (200); "
+                "same key, other body: 409.",
+            ),
+        ] = None,
     ) -> TaskOut:
         """Create a task. It does not run until executed (or ``?execute=true``)."""
-        return TaskOut.from_row(tasks.create_task(spec, execute=execute))
+        if idempotency_key is None:
+            return TaskOut.from_row(tasks.create_task(spec, execute=execute))
+        row, created = tasks.create_task_idempotent(spec, idempotency_key, execute=execute)
+        if not created:
+            response.status_code = 200
+        return TaskOut.from_row(row)
 
     @router.get("", response_model=list[TaskOut])
     def list_tasks(
@@ -104,6 +123,13 @@ def _task_routes() -> APIRouter:
         report["version"] = __version__
         return report
 
+    @router.get("/dead-letters", response_model=list[TaskOut])
+    def dead_letters(
+        tasks: Tasks, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[TaskOut]:
+        """Tasks whose attempts ran out, with their last error. Retry requeues one."""
+        return [TaskOut.from_row(r) for r in tasks.list_dead_letters(limit=limit)]
+
     @router.get("/{task_id}", response_model=TaskOut)
     def get_task(task_id: str, tasks: Tasks) -> TaskOut:
         return TaskOut.from_row(tasks.get_task(task_id))
@@ -115,7 +141,41 @@ def _task_routes() -> APIRouter:
 
     @router.get("/{task_id}/status", response_model=TaskStatusOut)
     def task_status(task_id: str, tasks: Tasks) -> TaskStatusOut:
-        return TaskStatusOut.from_row(tasks.get_task(task_id))
+        """State, attempts, progress, and for a task that is not running, why it waits."""
+        row = tasks.get_task(task_id)
+        return TaskStatusOut.from_row(row, waiting=tasks.waiting_reason(row))
+
+    @router.get("/{task_id}/metrics")
+    def task_metrics(task_id: str, tasks: Tasks) -> dict[str, Any]:
+        """Queue wait, run time per attempt, CPU and memory where measured, records/s."""
+        return tasks.get_metrics(task_id)
+
+    @router.put("/{task_id}", response_model=TaskOut)
+    def update_task(task_id: str, update: TaskUpdate, tasks: Tasks) -> TaskOut:
+        """Change a task; refused (409) while a worker holds it."""
+        return TaskOut.from_row(tasks.update_task(task_id, update))
+
+    @router.delete("/{task_id}", status_code=204)
+    def delete_task(task_id: str, tasks: Tasks) -> Response:
+        """Soft delete; a running task must be cancelled first (409)."""
+        tasks.delete_task(task_id)
+        return Response(status_code=204)
+
+    for action, summary in (
+        ("cancel", "Cancel: at once, or at the handler's next checkpoint if it is running."),
+        ("pause", "Pause: a running handler stops at its next checkpoint; resume continues."),
+        ("resume", "Resume a paused task from its last checkpoint."),
+        ("retry", "Requeue a failed, timed-out, cancelled or dead-lettered task."),
+    ):
+        router.add_api_route(
+            f"/{{task_id}}/{action}",
+            _control_endpoint(action),
+            methods=["POST"],
+            status_code=202,
+            response_model=TaskOut,
+            summary=summary,
+            name=f"{action}_task",
+        )
 
     @router.get("/{task_id}/history", response_model=list[ExecutionOut])
     def task_history(task_id: str, tasks: Tasks) -> list[ExecutionOut]:
@@ -132,6 +192,13 @@ def _task_routes() -> APIRouter:
         return [LogOut.from_row(r) for r in tasks.get_logs(task_id, after_id=after, limit=limit)]
 
     return router
+
+
+def _control_endpoint(action: str) -> Callable[[str, TaskService], TaskOut]:
+    def endpoint(task_id: str, tasks: Tasks) -> TaskOut:
+        return TaskOut.from_row(tasks.control_task(task_id, action))
+
+    return endpoint
 
 
 def _indicator_routes() -> APIRouter:

@@ -10,7 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from phantom_spire.errors import IllegalTransition, InvalidTaskDefinition, TaskNotFound
+from phantom_spire.errors import (
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidTaskDefinition,
+    TaskNotFound,
+)
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -41,6 +46,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             currentStatus=exc.current,
             action=exc.action,
             allowedFrom=sorted(exc.allowed),
+        )
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return problem(
+            409, "Idempotency key reused", str(exc), "idempotency-conflict", taskId=exc.task_id
         )
 
     @app.exception_handler(InvalidTaskDefinition)

@@ -92,9 +92,14 @@ class TaskStatusOut(_Out):
     lease_expires_at: str | None = None
     next_attempt_at: str | None = Field(default=None, description="Set while in retry_wait.")
     error: str | None = None
+    waiting: dict[str, Any] | None = Field(
+        default=None, description="For a task that is not running: why, in words and data."
+    )
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> TaskStatusOut:
+    def from_row(cls, row: dict[str, Any], waiting: dict[str, Any] | None = None) -> TaskStatusOut:
+        if waiting and isinstance(waiting.get("until"), float):
+            waiting = {**waiting, "until": iso(waiting["until"])}
         return cls(
             id=row["id"],
             status=row["status"],
@@ -105,6 +110,7 @@ class TaskStatusOut(_Out):
             lease_expires_at=iso(row.get("lease_expires_at")),
             next_attempt_at=iso(row["available_at"]) if row["status"] == "retry_wait" else None,
             error=row.get("error"),
+            waiting=waiting,
         )
 
 

@@ -31,7 +31,7 @@ class ApiClient:
             ) from exc
         if response.status_code >= 400:
             raise ApiError(_describe_problem(response))
-        return response.json()
+        return response.json() if response.content else None
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}

@@ -257,6 +257,66 @@ def task_execute(
     _print_task(_call(_client(api_url).post, f"/tasks/{task_id}/execute"), as_json)
 
 
+def _control_command(action: str, help_text: str) -> None:
+    def command(task_id: str, api_url: ApiUrl = DEFAULT_API_URL, as_json: JsonFlag = False) -> None:
+        _print_task(_call(_client(api_url).post, f"/tasks/{task_id}/{action}"), as_json)
+
+    command.__doc__ = help_text
+    task_app.command(action)(command)
+
+
+_control_command("cancel", "Cancel a task (a running one stops at its next checkpoint).")
+_control_command("pause", "Pause a task; a running one stops at its next checkpoint.")
+_control_command("resume", "Resume a paused task from its last checkpoint.")
+_control_command("retry", "Requeue a failed, timed-out, cancelled or dead-lettered task.")
+
+
+@task_app.command("update")
+def task_update(
+    task_id: str,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    priority: Annotated[str | None, typer.Option(help="New priority.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Replace tags.")] = None,
+    params: Annotated[str | None, typer.Option("--params", help="New parameters (JSON).")] = None,
+    timeout: Annotated[int | None, typer.Option(help="New timeout in ms.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="New attempt limit.")] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a task that no worker holds."""
+    body: dict[str, Any] = {"name": name, "priority": priority, "tags": tag, "timeout": timeout}
+    if params is not None:
+        body["parameters"] = _parse_params([], params)
+    if max_attempts is not None:
+        body["retryPolicy"] = {"maxAttempts": max_attempts}
+    body = {k: v for k, v in body.items() if v is not None}
+    _print_task(_call(_client(api_url).request, "PUT", f"/tasks/{task_id}", json=body), as_json)
+
+
+@task_app.command("delete")
+def task_delete(task_id: str, api_url: ApiUrl = DEFAULT_API_URL) -> None:
+    """Soft-delete a task (its history and audit trail are kept)."""
+    _call(_client(api_url).request, "DELETE", f"/tasks/{task_id}")
+    console.print(f"deleted {task_id}", highlight=False)
+
+
+@task_app.command("dead-letters")
+def task_dead_letters(
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """List dead-lettered tasks with their last error."""
+    rows = _call(_client(api_url).get, "/tasks/dead-letters", limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "name", "type", "attempts", "error")
+    for t in rows:
+        table.add_row(t["id"], t["name"], t["type"], str(t["attempts"]), t["error"] or "")
+    console.print(table)
+
+
 @task_app.command("logs")
 def task_logs(
     task_id: str,

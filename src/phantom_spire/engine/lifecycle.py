@@ -15,6 +15,7 @@ from phantom_spire.errors import IllegalTransition
 
 __all__ = [
     "ACTIVE_STATES",
+    "HELD_STATES",
     "OUTCOME_EVENTS",
     "TERMINAL_STATES",
     "TRANSITIONS",
@@ -24,6 +25,7 @@ __all__ = [
     "TaskStatus",
     "allowed_from",
     "next_status",
+    "outcome_event",
 ]
 
 
@@ -35,6 +37,7 @@ class TaskStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     RETRY_WAIT = "retry_wait"
+    PAUSING = "pausing"
     CANCELLING = "cancelling"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -52,6 +55,7 @@ class ExecutionStatus(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
     LOST = "lost"
 
 
@@ -96,6 +100,7 @@ class Event(StrEnum):
     CANCEL = "cancel"
     CONFIRM_CANCEL = "confirm_cancel"
     PAUSE = "pause"
+    CONFIRM_PAUSE = "confirm_pause"
     RESUME = "resume"
     RETRY = "retry"
     BLOCK = "block"
@@ -113,15 +118,18 @@ E = Event
 TRANSITIONS: dict[Event, dict[TaskStatus, TaskStatus]] = {
     E.EXECUTE: {S.PENDING: S.QUEUED},
     E.CLAIM: {S.QUEUED: S.RUNNING},
-    E.COMPLETE: {S.RUNNING: S.COMPLETED},
-    E.FAIL: {S.RUNNING: S.FAILED},
+    # An attempt that finishes its work while a cancel or pause is pending still completes.
+    E.COMPLETE: {S.RUNNING: S.COMPLETED, S.CANCELLING: S.COMPLETED, S.PAUSING: S.COMPLETED},
+    E.FAIL: {S.RUNNING: S.FAILED, S.PAUSING: S.FAILED},
     E.TIME_OUT: {S.RUNNING: S.TIMED_OUT},
     E.RETRY_LATER: {S.RUNNING: S.RETRY_WAIT},
     E.DEAD_LETTER: {S.RUNNING: S.DEAD_LETTERED},
     E.PROMOTE: {S.RETRY_WAIT: S.QUEUED},
     # The worker vanished: its attempt is lost and the task goes back to the queue (or is
-    # dead-lettered by DEAD_LETTER when no attempts are left); a cancel in progress ends.
-    E.LEASE_EXPIRED: {S.RUNNING: S.QUEUED, S.CANCELLING: S.CANCELLED},
+    # dead-lettered by DEAD_LETTER when no attempts are left); a pending cancel or pause ends.
+    E.LEASE_EXPIRED: {S.RUNNING: S.QUEUED, S.CANCELLING: S.CANCELLED, S.PAUSING: S.PAUSED},
+    # Cancelling a running task is a handshake: `cancelling` until the worker confirms (or
+    # its lease expires); everything else is cancelled at once.
     E.CANCEL: {
         S.PENDING: S.CANCELLED,
         S.BLOCKED: S.CANCELLED,
@@ -130,9 +138,11 @@ TRANSITIONS: dict[Event, dict[TaskStatus, TaskStatus]] = {
         S.RETRY_WAIT: S.CANCELLED,
         S.PAUSED: S.CANCELLED,
         S.RUNNING: S.CANCELLING,
+        S.PAUSING: S.CANCELLING,
     },
     E.CONFIRM_CANCEL: {S.CANCELLING: S.CANCELLED},
-    E.PAUSE: {S.QUEUED: S.PAUSED, S.RETRY_WAIT: S.PAUSED, S.RUNNING: S.PAUSED},
+    E.PAUSE: {S.QUEUED: S.PAUSED, S.RETRY_WAIT: S.PAUSED, S.RUNNING: S.PAUSING},
+    E.CONFIRM_PAUSE: {S.PAUSING: S.PAUSED},
     E.RESUME: {S.PAUSED: S.QUEUED},
     E.RETRY: {
         S.FAILED: S.QUEUED,
@@ -160,7 +170,25 @@ OUTCOME_EVENTS: dict[TaskStatus, Event] = {
     S.RETRY_WAIT: E.RETRY_LATER,
     S.DEAD_LETTERED: E.DEAD_LETTER,
     S.CANCELLED: E.CONFIRM_CANCEL,
+    S.PAUSED: E.CONFIRM_PAUSE,
 }
+
+# States in which a worker holds the task.
+HELD_STATES = frozenset({S.RUNNING, S.CANCELLING, S.PAUSING})
+
+
+def outcome_event(current: str, proposed: TaskStatus) -> Event:
+    """The event that ends an attempt, given the task's state when the attempt ended.
+
+    ``proposed`` is what the attempt's own outcome and the retry policy ask for. A cancel or
+    pause asked for while the attempt ran takes precedence, unless the work completed (or,
+    for a pause, failed for good).
+    """
+    if current == S.CANCELLING and proposed is not S.COMPLETED:
+        return E.CONFIRM_CANCEL
+    if current == S.PAUSING and proposed not in (S.COMPLETED, S.FAILED):
+        return E.CONFIRM_PAUSE
+    return OUTCOME_EVENTS[proposed]
 
 
 def allowed_from(event: Event) -> frozenset[TaskStatus]:

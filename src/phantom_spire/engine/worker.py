@@ -56,18 +56,30 @@ class AttemptOutcome:
     retryable: bool = True
 
 
+def _controlled_outcome(control: str) -> AttemptOutcome:
+    if control == TaskStatus.CANCELLING:
+        return AttemptOutcome(ExecutionStatus.CANCELLED, error="cancelled on request")
+    return AttemptOutcome(ExecutionStatus.PAUSED)
+
+
 def decide_next_status(
     outcome: AttemptOutcome,
-    attempt: int,
+    failures: int,
     policy: RetryPolicy,
     now: float,
     rng: random.Random | None = None,
 ) -> tuple[TaskStatus, float | None]:
-    """The task's next status after an attempt, and when it may run again if retried."""
+    """The task's next status after an attempt, and when it may run again if retried.
+
+    ``failures`` counts the task's failed attempts including this one; paused attempts do
+    not count, so pausing never uses up the retry budget.
+    """
     if outcome.status is ExecutionStatus.COMPLETED:
         return TaskStatus.COMPLETED, None
     if outcome.status is ExecutionStatus.CANCELLED:
         return TaskStatus.CANCELLED, None
+    if outcome.status is ExecutionStatus.PAUSED:
+        return TaskStatus.PAUSED, None
     if not outcome.retryable:
         terminal = (
             TaskStatus.TIMED_OUT
@@ -75,9 +87,9 @@ def decide_next_status(
             else TaskStatus.FAILED
         )
         return terminal, None
-    if attempt >= policy.max_attempts:
+    if failures >= policy.max_attempts:
         return TaskStatus.DEAD_LETTERED, None
-    return TaskStatus.RETRY_WAIT, now + compute_delay(policy, attempt, rng)
+    return TaskStatus.RETRY_WAIT, now + compute_delay(policy, failures, rng)
 
 
 @dataclass
@@ -86,6 +98,9 @@ class _Running:
     ctx: TaskContext
     job: asyncio.Task[None] | None = None
     lost: bool = False
+    # Set when an operator asked to cancel or pause: "cancelling" or "pausing".
+    control: str | None = None
+    force_at: float | None = None
 
 
 @dataclass
@@ -185,9 +200,42 @@ class Worker:
             await asyncio.sleep(tick)
             for running in list(self._running.values()):
                 await self._flush_logs(running.ctx)
+            await self._check_control_requests()
             if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
                 last_beat = time.monotonic()
                 await self._heartbeat()
+
+    async def _check_control_requests(self) -> None:
+        """Pass an operator's cancel or pause to the handler; force it after the grace period.
+
+        The handler sees ``ctx.should_stop()`` at its next checkpoint. One that ignores it is
+        cancelled (its coroutine gets CancelledError) once ``stop_grace_seconds`` have passed.
+        """
+        ids = list(self._running)
+        if not ids:
+            return
+        try:
+            statuses = await asyncio.to_thread(self.store.statuses_of, ids)
+        except Exception:
+            logger.exception("control poll failed", extra={"event": "control_poll_failed"})
+            return
+        now = time.monotonic()
+        for task_id, status in statuses.items():
+            running = self._running.get(task_id)
+            if running is None or status not in (TaskStatus.CANCELLING, TaskStatus.PAUSING):
+                continue
+            if running.control is None:
+                running.control = status
+                running.force_at = now + self.settings.stop_grace_seconds
+                running.ctx.stop_reason = "cancel" if status == TaskStatus.CANCELLING else "pause"
+                running.ctx.stop_requested.set()
+                running.ctx.logger.info(f"{running.ctx.stop_reason} requested; stopping")
+            elif running.force_at is not None and now >= running.force_at and running.job:
+                running.ctx.logger.warning(
+                    f"handler did not stop within {self.settings.stop_grace_seconds}s; forcing"
+                )
+                running.force_at = None
+                running.job.cancel()
 
     async def _heartbeat(self) -> None:
         ids = list(self._running)
@@ -256,9 +304,16 @@ class Worker:
         started = time.perf_counter()
         cpu_started = time.process_time()
         try:
-            outcome = await self._run_handler(claim, ctx)
+            try:
+                outcome = await self._run_handler(claim, ctx)
+            except asyncio.CancelledError:
+                if running.control is None:
+                    raise
+                outcome = AttemptOutcome(ExecutionStatus.FAILED, error="forced to stop")
             if running.lost:
                 return
+            if running.control is not None and outcome.status is not ExecutionStatus.COMPLETED:
+                outcome = _controlled_outcome(running.control)
             metrics = {
                 "wallSeconds": round(time.perf_counter() - started, 6),
                 # Process-wide CPU time: exact only when one attempt runs at a time.
@@ -345,12 +400,15 @@ class Worker:
         logs: list[dict[str, Any]],
     ) -> None:
         policy = RetryPolicy.model_validate(claim.task["retry_policy"])
+        failures = claim.task["failures"] + (outcome.status is not ExecutionStatus.COMPLETED)
         next_status, available_at = decide_next_status(
-            outcome, claim.attempt, policy, self.store.clock()
+            outcome, failures, policy, self.store.clock()
         )
         error = outcome.error
         if next_status is TaskStatus.DEAD_LETTERED:
             error = f"all {policy.max_attempts} attempts failed; last error: {outcome.error}"
+        if outcome.status is ExecutionStatus.PAUSED:
+            error = None
 
         await asyncio.to_thread(
             lambda: self.store.finish_execution(

@@ -90,6 +90,7 @@ class TaskContext:
     worker_id: str
     thread_pool: Executor
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str | None = None  # "cancel", "pause", "timeout" or "shutdown"
 
     @property
     def idempotency_key(self) -> str:
@@ -110,11 +111,18 @@ class TaskContext:
     ) -> None:
         self.checkpoint = state
         self.store.save_progress(
-            self.task_id, self.worker_id, done=done, total=total, checkpoint=state
+            self.task_id,
+            self.worker_id,
+            done=done,
+            total=total,
+            checkpoint=state,
+            attempt=self.attempt,
         )
 
     def progress_blocking(self, done: int, total: int | None = None) -> None:
-        self.store.save_progress(self.task_id, self.worker_id, done=done, total=total)
+        self.store.save_progress(
+            self.task_id, self.worker_id, done=done, total=total, attempt=self.attempt
+        )
 
     async def save_checkpoint(
         self, state: Any, done: int | None = None, total: int | None = None
@@ -142,6 +150,8 @@ class TaskContext:
 
             def progress(stats: UpsertStats) -> ProgressUpdate:
                 self.checkpoint = checkpoint(stats)
-                return ProgressUpdate(self.task_id, self.worker_id, done, None, self.checkpoint)
+                return ProgressUpdate(
+                    self.task_id, self.worker_id, done, None, self.checkpoint, self.attempt
+                )
 
         return self.store.upsert_indicators(records, source, progress=progress)

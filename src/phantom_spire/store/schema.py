@@ -68,6 +68,13 @@ tasks = sa.Table(
     sa.Column("idempotency_key", sa.String(200), unique=True),
     sa.Column("deleted_at", Epoch),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    # Added in 0002: attempts that failed (a pause does not use up the retry budget), the
+    # body hash behind an idempotency key, the first time the task was queued (queue wait),
+    # and when a cancel or pause was asked of a running task (its grace period).
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("idempotency_hash", sa.String(64)),
+    sa.Column("first_enqueued_at", Epoch),
+    sa.Column("stop_requested_at", Epoch),
     sa.Index("ix_tasks_claim", "status", "effective_priority", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
     sa.Index("ix_tasks_due", "status", "available_at"),

@@ -22,14 +22,15 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from phantom_spire.engine.lifecycle import (
-    OUTCOME_EVENTS,
+    HELD_STATES,
     TRANSITIONS,
     Event,
     ExecutionStatus,
     TaskStatus,
     next_status,
+    outcome_event,
 )
-from phantom_spire.errors import LeaseLost, SpireError, TaskNotFound
+from phantom_spire.errors import IllegalTransition, LeaseLost, SpireError, TaskNotFound
 from phantom_spire.ids import new_id
 from phantom_spire.store.engine import create_engines
 from phantom_spire.store.schema import (
@@ -86,6 +87,9 @@ class ProgressUpdate(NamedTuple):
     done: int | None
     total: int | None
     checkpoint: Any
+    # The attempt writing: a forced-stopped handler thread of an earlier attempt (threads
+    # cannot be killed) must not overwrite the checkpoint of the attempt that replaced it.
+    attempt: int | None = None
 
 
 @dataclass
@@ -100,9 +104,19 @@ class UpsertStats:
 class Store:
     """Persistence for tasks, executions, logs, audit events and indicators."""
 
-    def __init__(self, url: str, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = time.time,
+        aging_points_per_minute: float = 0.0,
+        aging_interval_seconds: float = 5.0,
+    ) -> None:
         self.url = url
         self.clock = clock
+        self.aging_points_per_minute = aging_points_per_minute
+        self.aging_interval_seconds = aging_interval_seconds
+        self._last_aging = float("-inf")
         self._write_engine, self._read_engine = create_engines(url)
         self.dialect = self._write_engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
@@ -240,6 +254,87 @@ class Store:
                 self._insert_audit(conn, audit)
         return updated
 
+    def control_task(self, task_id: str, event: Event, *, audit: Row | None = None) -> Row:
+        """Apply an operator's event (cancel, pause, resume, retry), with its bookkeeping."""
+        now = self.clock()
+        with self._write() as conn:
+            row = self._load_for_update(conn, task_id)
+            target = next_status(task_id, row["status"], event)
+            values: Row = {}
+            if target in (TaskStatus.CANCELLING, TaskStatus.PAUSING):
+                values["stop_requested_at"] = row["stop_requested_at"] or now
+            elif target == TaskStatus.CANCELLED:
+                values["finished_at"] = now
+            elif target == TaskStatus.QUEUED:
+                values.update(available_at=now, enqueued_at=now, effective_priority=row["priority"])
+                if event is Event.RETRY:
+                    # A manual retry is a fresh start: full retry budget, no stale outcome.
+                    values.update(failures=0, finished_at=None, result=None)
+            updated = self._apply(conn, row, event, **values)
+            if audit:
+                self._insert_audit(conn, audit)
+        return updated
+
+    def update_task(self, task_id: str, values: Row, *, audit: Row | None = None) -> Row:
+        """Change a task's definition; refused while a worker holds it."""
+        with self._write() as conn:
+            row = self._load_for_update(conn, task_id)
+            if row["status"] in HELD_STATES:
+                raise IllegalTransition(task_id, row["status"], "update", _NOT_HELD_STATES)
+            values = {**values, "updated_at": self.clock(), "version": row["version"] + 1}
+            if values.get("priority") is not None and row["status"] == TaskStatus.QUEUED:
+                values["effective_priority"] = values["priority"]
+            conn.execute(sa.update(tasks).where(tasks.c.id == task_id).values(**values))
+            if audit:
+                self._insert_audit(conn, audit)
+        return {**row, **values}
+
+    def soft_delete_task(self, task_id: str, *, audit: Row | None = None) -> Row:
+        """Hide a task from listings, keeping its executions, logs and audit trail.
+
+        A task that has not finished is cancelled first; one a worker holds must be
+        cancelled (and the cancel confirmed) before it can be deleted.
+        """
+        now = self.clock()
+        with self._write() as conn:
+            row = self._load_for_update(conn, task_id)
+            if row["status"] in HELD_STATES:
+                raise IllegalTransition(task_id, row["status"], "delete", _NOT_HELD_STATES)
+            if row["status"] not in _TERMINAL:
+                row = self._apply(conn, row, Event.CANCEL, finished_at=now)
+            conn.execute(
+                sa.update(tasks).where(tasks.c.id == task_id).values(deleted_at=now, updated_at=now)
+            )
+            if audit:
+                self._insert_audit(conn, audit)
+        return {**row, "deleted_at": now}
+
+    def find_task_by_idempotency_key(self, key: str) -> Row | None:
+        query = sa.select(tasks).where(tasks.c.idempotency_key == key)
+        with self._read() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def statuses_of(self, task_ids: Sequence[str]) -> dict[str, str]:
+        if not task_ids:
+            return {}
+        query = sa.select(tasks.c.id, tasks.c.status).where(tasks.c.id.in_(list(task_ids)))
+        with self._read() as conn:
+            return {task_id: status for task_id, status in conn.execute(query)}
+
+    def queue_position(self, row: Row) -> int:
+        """How many queued tasks a worker will take before this one (0: next)."""
+        ahead = sa.or_(
+            tasks.c.effective_priority > row["effective_priority"],
+            sa.and_(
+                tasks.c.effective_priority == row["effective_priority"],
+                tasks.c.enqueued_at < row["enqueued_at"],
+            ),
+        )
+        query = sa.select(sa.func.count()).where(tasks.c.status == TaskStatus.QUEUED, ahead)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def _load_for_update(self, conn: sa.Connection, task_id: str) -> Row:
         query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
         if self.is_postgres:
@@ -278,6 +373,7 @@ class Store:
 
         with self._write() as conn:
             self._promote_due_retries(conn, now)
+            self._age_queued_tasks(conn, now)
             rows = self._select_claimable(conn, limit)
             return [self._claim_row(conn, row, worker_id, now, lease_seconds) for row in rows]
 
@@ -292,6 +388,29 @@ class Store:
                 enqueued_at=tasks.c.available_at,
                 updated_at=now,
                 version=tasks.c.version + 1,
+            )
+        )
+
+    def _age_queued_tasks(self, conn: sa.Connection, now: float) -> None:
+        """Raise each queued task's effective priority with its wait, so none starves.
+
+        effective = priority + points_per_minute x minutes waited. Tasks that waited alike
+        keep their order; a ``background`` task (0) overtakes fresh ``high`` ones (300) after
+        300 / points_per_minute minutes. Recomputed at most every aging_interval_seconds so a
+        deep queue is not rewritten on every claim.
+        """
+        if self.aging_points_per_minute <= 0:
+            return
+        if now - self._last_aging < self.aging_interval_seconds:
+            return
+        self._last_aging = now
+        waited_minutes = (now - tasks.c.enqueued_at) / 60.0
+        conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.status == TaskStatus.QUEUED)
+            .values(
+                effective_priority=tasks.c.priority
+                + sa.cast(sa.func.floor(waited_minutes * self.aging_points_per_minute), sa.Integer)
             )
         )
 
@@ -346,7 +465,7 @@ class Store:
         held = (
             tasks.c.id.in_(ids),
             tasks.c.lease_owner == worker_id,
-            tasks.c.status.in_([TaskStatus.RUNNING, TaskStatus.CANCELLING]),
+            tasks.c.status.in_(HELD_STATES),
         )
         with self._write() as conn:
             conn.execute(sa.update(tasks).where(*held).values(lease_expires_at=now + lease_seconds))
@@ -376,8 +495,14 @@ class Store:
 
         with self._write() as conn:
             row = self._load_for_update(conn, task_id)
-            if row["lease_owner"] != worker_id or row["attempts"] != claim.attempt:
+            held = row["status"] in HELD_STATES and row["lease_owner"] == worker_id
+            if not held or row["attempts"] != claim.attempt:
                 raise LeaseLost(task_id, worker_id)
+            event = outcome_event(row["status"], task_status)
+            if event is Event.CONFIRM_CANCEL:
+                execution_status = ExecutionStatus.CANCELLED
+            elif event is Event.CONFIRM_PAUSE:
+                execution_status = ExecutionStatus.PAUSED
             if logs:
                 conn.execute(sa.insert(task_logs), list(logs))
 
@@ -392,14 +517,21 @@ class Store:
                     metrics=metrics,
                 )
             )
-            values: Row = {"lease_owner": None, "lease_expires_at": None, "error": error}
+            values: Row = {
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "error": error,
+                "stop_requested_at": None,
+            }
+            if execution_status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
+                values["failures"] = row["failures"] + 1
             if result is not None:
                 values["result"] = result
-            if task_status == TaskStatus.RETRY_WAIT:
+            if event is Event.RETRY_LATER:
                 values["available_at"] = available_at if available_at is not None else now
-            else:
+            elif event is not Event.CONFIRM_PAUSE:
                 values["finished_at"] = now
-            return self._apply(conn, row, OUTCOME_EVENTS[task_status], **values)
+            return self._apply(conn, row, event, **values)
 
     def reap_expired_leases(self) -> list[Reaped]:
         """Return to the queue every task whose worker stopped renewing its lease.
@@ -409,7 +541,7 @@ class Store:
         """
         now = self.clock()
         query = sa.select(tasks).where(
-            tasks.c.status.in_([TaskStatus.RUNNING, TaskStatus.CANCELLING]),
+            tasks.c.status.in_(HELD_STATES),
             tasks.c.lease_expires_at < now,
         )
         if self.is_postgres:
@@ -434,11 +566,19 @@ class Store:
             .values(status=ExecutionStatus.LOST, finished_at=now, error=reason, error_type="lost")
         )
 
-        common = {"lease_owner": None, "lease_expires_at": None, "error": reason}
+        common = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": reason,
+            "stop_requested_at": None,
+            "failures": row["failures"] + 1,
+        }
         if row["status"] == TaskStatus.CANCELLING:
             event, extra = Event.LEASE_EXPIRED, {"finished_at": now}
-        elif row["attempts"] >= row["max_attempts"]:
-            common["error"] = f"{reason}; all {row['max_attempts']} attempts were lost this way"
+        elif row["status"] == TaskStatus.PAUSING:
+            event, extra = Event.LEASE_EXPIRED, {}
+        elif row["failures"] + 1 >= row["max_attempts"]:
+            common["error"] = f"{reason}; {row['max_attempts']} attempts failed or were lost"
             event, extra = Event.DEAD_LETTER, {"finished_at": now}
         else:
             event, extra = Event.LEASE_EXPIRED, {"available_at": now, "enqueued_at": now}
@@ -463,10 +603,11 @@ class Store:
         done: int | None = None,
         total: int | None = None,
         checkpoint: Any = None,
+        attempt: int | None = None,
     ) -> None:
         """Record progress (and a checkpoint) for a task this worker holds."""
         with self._write() as conn:
-            self._save_progress(conn, task_id, worker_id, done, total, checkpoint)
+            self._save_progress(conn, task_id, worker_id, done, total, checkpoint, attempt)
 
     def _save_progress(
         self,
@@ -476,6 +617,7 @@ class Store:
         done: int | None,
         total: int | None,
         checkpoint: Any,
+        attempt: int | None = None,
     ) -> None:
         values: Row = {"updated_at": self.clock()}
         if done is not None:
@@ -486,7 +628,12 @@ class Store:
             values["checkpoint"] = checkpoint
         result = conn.execute(
             sa.update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.lease_owner == worker_id,
+                tasks.c.status.in_(HELD_STATES),
+                sa.true() if attempt is None else tasks.c.attempts == attempt,
+            )
             .values(**values)
         )
         if result.rowcount != 1:
@@ -589,20 +736,21 @@ class Store:
     def _upsert_indicator_rows(
         self, conn: sa.Connection, merged: dict[tuple[str, str], _Folded], now: float
     ) -> dict[tuple[str, str], int]:
-        stmt = self._insert_for_dialect(indicators).values(
-            [
-                {
-                    "type": t,
-                    "value": v,
-                    "first_seen": now,
-                    "last_seen": now,
-                    "count": f.count,
-                    "confidence": f.confidence,
-                    "tags": sorted(f.tags),
-                }
-                for (t, v), f in merged.items()
-            ]
-        )
+        params = [
+            {
+                "type": t,
+                "value": v,
+                "first_seen": now,
+                "last_seen": now,
+                "count": f.count,
+                "confidence": f.confidence,
+                "tags": sorted(f.tags),
+            }
+            for (t, v), f in merged.items()
+        ]
+        # executemany form: the statement is compiled once and cached; SQLAlchemy batches
+        # the rows into multi-row INSERTs ("insertmanyvalues") with RETURNING.
+        stmt = self._insert_for_dialect(indicators)
         excluded = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[indicators.c.type, indicators.c.value],
@@ -617,7 +765,7 @@ class Store:
                 "tags": excluded.tags,
             },
         ).returning(indicators.c.id, indicators.c.type, indicators.c.value)
-        return {(t, v): i for i, t, v in conn.execute(stmt)}
+        return {(t, v): i for i, t, v in conn.execute(stmt, params)}
 
     def _upsert_indicator_sources(
         self,
@@ -627,18 +775,17 @@ class Store:
         source: str,
         now: float,
     ) -> None:
-        stmt = self._insert_for_dialect(indicator_sources).values(
-            [
-                {
-                    "indicator_id": ids[key],
-                    "source": source,
-                    "first_seen": now,
-                    "last_seen": now,
-                    "count": folded.count,
-                }
-                for key, folded in merged.items()
-            ]
-        )
+        params = [
+            {
+                "indicator_id": ids[key],
+                "source": source,
+                "first_seen": now,
+                "last_seen": now,
+                "count": folded.count,
+            }
+            for key, folded in merged.items()
+        ]
+        stmt = self._insert_for_dialect(indicator_sources)
         excluded = stmt.excluded
         conn.execute(
             stmt.on_conflict_do_update(
@@ -647,7 +794,8 @@ class Store:
                     "count": indicator_sources.c.count + excluded.count,
                     "last_seen": self._greatest(indicator_sources.c.last_seen, excluded.last_seen),
                 },
-            )
+            ),
+            params,
         )
 
     def list_indicators(
@@ -707,6 +855,19 @@ class Store:
             ).where(indicator_sources.c.source == source)
         with self._read() as conn:
             return {t: n for t, n in conn.execute(query)}
+
+
+_TERMINAL = frozenset(
+    {
+        TaskStatus.COMPLETED,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.TIMED_OUT,
+        TaskStatus.SKIPPED,
+        TaskStatus.DEAD_LETTERED,
+    }
+)
+_NOT_HELD_STATES = frozenset(str(s) for s in TaskStatus if s not in HELD_STATES)
 
 
 @dataclass
