@@ -43,23 +43,31 @@ def _postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """A freshly migrated PostgreSQL database; fails instead of skipping when CI is set."""
-    url = _postgres_url()
-    engine = sa.create_engine(url)
+def postgres_url() -> Iterator[str]:
+    """A freshly migrated PostgreSQL schema of this test session's own.
+
+    Every run gets its own schema (dropped at the end), so two runs sharing the database
+    `test` never see each other's tables. Fails instead of skipping when CI is set.
+    """
+    base = _postgres_url()
+    schema = f"spire_test_{os.getpid()}_{int(time.time())}"
+    engine = sa.create_engine(base)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     except sa.exc.OperationalError as exc:
-        message = f"PostgreSQL at {url} is unreachable: {exc.orig}"
+        engine.dispose()
+        message = f"PostgreSQL at {base} is unreachable: {exc.orig}"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    finally:
-        engine.dispose()
-    migrate(url)
-    return url
+    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    rendered = url.render_as_string(hide_password=False)
+    migrate(rendered)
+    yield rendered
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
 
 
 def _truncate_postgres(url: str) -> None:

@@ -222,3 +222,96 @@ def test_ingestion_format_must_be_a_known_one(client: TestClient) -> None:
     response = client.post("/api/v1/tasks", json=body)
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "definition.parameters.format"
+
+
+def test_unknown_status_filter_is_422_naming_the_value(client: TestClient) -> None:
+    response = client.get("/api/v1/tasks", params={"status": "completed,complete"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "field": "query.status",
+            "value": "complete",
+            "message": response.json()["errors"][0]["message"],
+        }
+    ]
+    assert "known: pending" in response.json()["errors"][0]["message"]
+
+
+def test_indicator_lookup_accepts_defanged_and_upper_case_values(client: TestClient) -> None:
+    body = {
+        "name": "sample csv",
+        "type": "data_ingestion",
+        "definition": {"parameters": {"source": str(SAMPLE_FEEDS / "sample_iocs.csv")}},
+    }
+    wait_final(client, client.post("/api/v1/tasks?execute=true", json=body).json()["id"])
+    stored = client.get("/api/v1/indicators", params={"type": "ipv4"}).json()
+    value = stored[0]["value"]
+    defanged = value.replace(".", "[.]", 1)
+
+    found = client.get("/api/v1/indicators", params={"value": defanged}).json()
+    assert [i["value"] for i in found] == [value]
+    assert client.get("/api/v1/indicators", params={"type": "ipv5"}).status_code == 422
+
+
+def test_control_endpoints_follow_the_transition_table(client: TestClient) -> None:
+    task = client.post("/api/v1/tasks", json=noop_body()).json()
+    paused = client.post(f"/api/v1/tasks/{task['id']}/resume")
+    assert paused.status_code == 409 and paused.json()["currentStatus"] == "pending"
+
+    assert client.post(f"/api/v1/tasks/{task['id']}/cancel").json()["status"] == "cancelled"
+    assert client.post(f"/api/v1/tasks/{task['id']}/retry").json()["status"] == "queued"
+    done = wait_final(client, task["id"])
+    assert done["status"] == "completed"
+    refused = client.post(f"/api/v1/tasks/{task['id']}/cancel")
+    assert refused.status_code == 409
+    assert "cannot cancel task" in refused.json()["detail"]
+
+
+def test_update_then_delete_through_the_api(client: TestClient) -> None:
+    task = client.post("/api/v1/tasks", json=noop_body()).json()
+    updated = client.put(
+        f"/api/v1/tasks/{task['id']}", json={"name": "renamed", "priority": "low", "timeout": 10}
+    ).json()
+    assert (updated["name"], updated["priority"], updated["definition"]["timeout"]) == (
+        "renamed",
+        "low",
+        10,
+    )
+    bad = client.put(f"/api/v1/tasks/{task['id']}", json={"parameters": {"sleepMs": "x"}})
+    assert bad.status_code == 422
+
+    assert client.delete(f"/api/v1/tasks/{task['id']}").status_code == 204
+    assert client.get(f"/api/v1/tasks/{task['id']}").status_code == 404
+
+
+def test_idempotency_key_header_returns_200_for_a_repeat_and_409_for_another_body(
+    client: TestClient,
+) -> None:
+    headers = {"Idempotency-Key": "abc-123"}
+    first = client.post("/api/v1/tasks", json=noop_body(), headers=headers)
+    again = client.post("/api/v1/tasks", json=noop_body(), headers=headers)
+    other = client.post("/api/v1/tasks", json=noop_body(sleepMs=5), headers=headers)
+
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_status_says_why_a_task_waits_and_metrics_are_served(client: TestClient) -> None:
+    task = client.post("/api/v1/tasks", json=noop_body()).json()
+    status = client.get(f"/api/v1/tasks/{task['id']}/status").json()
+    assert status["waiting"]["reason"] == "not_executed"
+
+    client.post(f"/api/v1/tasks/{task['id']}/execute")
+    wait_final(client, task["id"])
+    metrics = client.get(f"/api/v1/tasks/{task['id']}/metrics").json()
+    assert metrics["attempts"] == 1 and metrics["queueWaitSeconds"] >= 0
+    assert client.get(f"/api/v1/tasks/{task['id']}/status").json()["waiting"] is None
+
+
+def test_dead_letter_list_shows_failed_tasks_with_their_error(client: TestClient) -> None:
+    body = noop_body(fail=True, retryable=False)
+    task = wait_final(client, client.post("/api/v1/tasks?execute=true", json=body).json()["id"])
+    letters = client.get("/api/v1/tasks/dead-letters").json()
+    assert [(t["id"], t["error"]) for t in letters] == [
+        (task["id"], "failed on request (fail=true)")
+    ]

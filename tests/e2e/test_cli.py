@@ -25,6 +25,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpireServer]:
 @pytest.mark.parametrize(
     "command",
     [[], ["serve"], ["worker"], ["migrate"], ["ingest"], ["indicators"], ["task"],
+     ["task", "cancel"], ["task", "pause"], ["task", "resume"], ["task", "retry"],
+     ["task", "update"], ["task", "delete"], ["task", "dead-letters"],
      ["task", "create"], ["task", "list"], ["task", "show"], ["task", "execute"],
      ["task", "logs"]],
 )  # fmt: skip
@@ -112,3 +114,42 @@ def test_cli_without_a_server_says_how_to_start_one(tmp_path: Path) -> None:
     result = srv.cli("task", "list")
     assert result.returncode == 1
     assert "cannot reach the engine" in result.stderr and "spire serve" in result.stderr
+
+
+def test_control_verbs_pause_resume_cancel_update_and_delete(server: SpireServer) -> None:
+    task_id = json.loads(server.cli("task", "create", "--type", "noop", "--json").stdout)["id"]
+
+    updated = server.cli("task", "update", task_id, "--name", "renamed", "--json")
+    cancelled = server.cli("task", "cancel", task_id)
+    retried = server.cli("task", "retry", task_id, "--json")
+    server.cli("task", "logs", task_id, "--follow")
+    deleted = server.cli("task", "delete", task_id)
+    shown = server.cli("task", "show", task_id)
+
+    assert json.loads(updated.stdout)["name"] == "renamed"
+    assert "status=cancelled" in cancelled.stdout
+    assert json.loads(retried.stdout)["status"] == "queued"
+    assert deleted.returncode == 0
+    assert shown.returncode == 1 and "HTTP 404" in shown.stderr
+
+
+def test_dead_letters_lists_a_failed_task(server: SpireServer) -> None:
+    created = server.cli(
+        "task",
+        "create",
+        "--type",
+        "noop",
+        "--params",
+        '{"fail": true, "retryable": false}',
+        "--execute",
+        "--json",
+    )
+    task_id = json.loads(created.stdout)["id"]
+    server.cli("task", "logs", task_id, "--follow")
+    letters = json.loads(server.cli("task", "dead-letters", "--json").stdout)
+    assert task_id in {t["id"] for t in letters}
+
+
+def test_ingest_of_a_directory_says_so(server: SpireServer, tmp_path: Path) -> None:
+    result = server.cli("ingest", str(tmp_path))
+    assert result.returncode == 1 and "is a directory" in result.stderr

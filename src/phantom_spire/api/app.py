@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from phantom_spire import __version__
 from phantom_spire.api.problems import install_problem_handlers
@@ -19,6 +20,8 @@ from phantom_spire.api.schemas import (
     TaskOut,
     TaskStatusOut,
 )
+from phantom_spire.cti import indicators as indicator_types
+from phantom_spire.engine.lifecycle import TaskStatus
 from phantom_spire.runtime import Runtime
 from phantom_spire.services.tasks import TaskService, TaskSpec, TaskUpdate
 
@@ -109,9 +112,21 @@ def _task_routes() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[TaskOut]:
-        rows = tasks.list_tasks(
-            types=_split(type), statuses=_split(status), limit=limit, offset=offset
-        )
+        statuses = _split(status)
+        unknown = sorted(set(statuses) - {str(s) for s in TaskStatus})
+        if unknown:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "status"),
+                        "msg": f"unknown status; known: {', '.join(s.value for s in TaskStatus)}",
+                        "input": value,
+                        "type": "value_error",
+                    }
+                    for value in unknown
+                ]
+            )
+        rows = tasks.list_tasks(types=_split(type), statuses=statuses, limit=limit, offset=offset)
         return [TaskOut.from_row(r) for r in rows]
 
     @router.get("/system/health")
@@ -215,6 +230,24 @@ def _indicator_routes() -> APIRouter:
     ) -> list[IndicatorOut]:
         """Stored indicators, most recently seen first."""
         runtime: Runtime = request.app.state.runtime
+        if type is not None and type not in indicator_types.TYPES:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "type"),
+                        "msg": f"unknown indicator type; known: {', '.join(indicator_types.TYPES)}",
+                        "input": type,
+                        "type": "value_error",
+                    }
+                ]
+            )
+        if value is not None:
+            # Look up what a user pastes from a report: defanged or upper-case forms too.
+            try:
+                parsed = indicator_types.parse_indicator(value, hint=type)
+                value, type = parsed.value, type or parsed.type
+            except indicator_types.InvalidIndicator:
+                pass
         rows = runtime.store.list_indicators(
             type=type, value=value, source=source, limit=limit, offset=offset
         )

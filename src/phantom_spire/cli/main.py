@@ -56,6 +56,40 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def _load_settings() -> Any:
+    """Settings from SPIRE_* variables; a bad one ends the command with a one-line error."""
+    from pydantic import ValidationError
+
+    from phantom_spire.errors import ConfigError
+    from phantom_spire.settings import Settings
+
+    try:
+        return Settings()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SPIRE_{'_'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise _fail(f"invalid setting: {problems}") from None
+
+
+def _start_runtime(settings: Any) -> Any:
+    from phantom_spire.errors import SpireError
+    from phantom_spire.runtime import Runtime
+
+    try:
+        return Runtime(settings)
+    except SpireError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # the store cannot be reached or migrated
+        raise _fail(
+            f"cannot open the store at {settings.database_url or settings.data_dir}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+
+
 def _client(api_url: str) -> ApiClient:
     return ApiClient(api_url)
 
@@ -91,12 +125,10 @@ def serve(
     import uvicorn
 
     from phantom_spire.api import create_app
-    from phantom_spire.runtime import Runtime
-    from phantom_spire.settings import Settings
 
     _configure_logging(log_level)
-    settings = Settings()
-    runtime = Runtime(settings)
+    settings = _load_settings()
+    runtime = _start_runtime(settings)
     app_ = create_app(runtime, run_worker=workers)
     store_name = (settings.database_url and "PostgreSQL") or f"SQLite in {settings.data_dir}"
     err_console.print(
@@ -118,11 +150,9 @@ def worker(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run a worker pool only (distributed mode: many of these share one PostgreSQL)."""
-    from phantom_spire.runtime import Runtime
-    from phantom_spire.settings import Settings
 
     _configure_logging(log_level)
-    runtime = Runtime(Settings())
+    runtime = _start_runtime(_load_settings())
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -138,12 +168,15 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Create or upgrade the store's schema (also done by `serve` and `worker`)."""
-    from phantom_spire.settings import Settings
     from phantom_spire.store import current_revision
     from phantom_spire.store import migrate as run_migrate
 
-    url = Settings().resolved_database_url
-    run_migrate(url)
+    url = _load_settings().resolved_database_url
+    try:
+        run_migrate(url)
+    except Exception as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise _fail(f"cannot migrate the store: {type(exc).__name__}: {first_line}") from None
     console.print(f"store at revision {current_revision(url)}")
 
 
@@ -377,6 +410,8 @@ def ingest(
     """Ingest a threat feed: create the task, follow it, print what it stored."""
     if "://" not in source:
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise _fail(f"{source!r} is a directory; give one feed file")
         if not path.is_file():
             raise _fail(f"no such file: {source!r}")
         source = str(path.resolve())

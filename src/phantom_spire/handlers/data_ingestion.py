@@ -121,7 +121,9 @@ class DataIngestionHandler:
             try:
                 return self._ingest_file(ctx, params, path, lists)
             except CTIError as exc:
-                raise HandlerError(str(exc), retryable=False) from exc
+                # A downloaded feed sits in a temporary file: name the URL the user gave.
+                message = str(exc).replace(str(path), params.source)
+                raise HandlerError(message, retryable=False) from exc
 
     def _ingest_file(
         self, ctx: TaskContext, params: IngestionParameters, path: Path, lists: WarningLists

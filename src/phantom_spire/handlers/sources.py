@@ -28,6 +28,12 @@ def open_source(source: str, *, max_bytes: int, timeout: float) -> Iterator[Path
     A URL is streamed to a temporary file (never held in memory) and refused once it passes
     ``max_bytes``; the file is removed afterwards.
     """
+    scheme = urlsplit(source).scheme
+    if "://" in source and scheme not in ("http", "https"):
+        raise HandlerError(
+            f"source {source!r} uses the {scheme!r} scheme; supported: a local path, http, https",
+            retryable=False,
+        )
     if not is_url(source):
         path = Path(source).expanduser()
         if not path.is_file():
