@@ -66,3 +66,46 @@ def test_killed_server_loses_no_task_and_reruns_the_interrupted_one(
         assert httpx.get(f"{api}/tasks/{pending_id}").json()["status"] == "pending"
     finally:
         server.stop()
+
+
+def test_ingestion_killed_mid_run_resumes_from_its_checkpoint_and_stores_each_row_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    rows = 100_000
+    feed = tmp_path / "feed.csv"
+    with feed.open("w") as f:
+        f.write("indicator,type\n")
+        for i in range(rows):
+            f.write(f"10.{i // 65536}.{(i // 256) % 256}.{i % 256},ip\n")
+    server = SpireServer(store_url, tmp_path / "serve.log", **FAST).start()
+    api = f"{server.url}/api/v1"
+    body = {
+        "name": "big feed",
+        "type": "data_ingestion",
+        "definition": {"parameters": {"source": str(feed), "batchSize": 1000}},
+    }
+    try:
+        task_id = httpx.post(f"{api}/tasks?execute=true", json=body).json()["id"]
+
+        def progressed() -> bool:
+            done = httpx.get(f"{api}/tasks/{task_id}").json()["progress"]["done"] or 0
+            return done >= rows * 0.4
+
+        wait_for(progressed, timeout=120)
+        server.kill()
+        server.start()
+        wait_for(lambda: httpx.get(f"{api}/tasks/{task_id}").json()["status"] in FINAL, timeout=240)
+
+        task = httpx.get(f"{api}/tasks/{task_id}").json()
+        assert task["status"] == "completed", task["error"]
+        assert task["result"]["records"]["read"] == rows
+        history = httpx.get(f"{api}/tasks/{task_id}/history").json()
+        assert [h["status"] for h in history] == ["lost", "completed"]
+        logs = httpx.get(f"{api}/tasks/{task_id}/logs", params={"limit": 10_000}).json()
+        resumed = [m["message"] for m in logs if m["message"].startswith("resuming")]
+        assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) >= rows * 0.4 - 1000
+        stored = httpx.get(f"{api}/indicators", params={"limit": 10_000}).json()
+        assert {i["count"] for i in stored} == {1}
+        assert task["result"]["stored"]["new"] == rows
+    finally:
+        server.stop()
