@@ -84,6 +84,17 @@ def _comma_ipv4(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+# Values no rule below can change: letters, digits, dot, hyphen and underscore, with no
+# upper-case letter past F (so no "DOT"/"AT" word), no x (hxxp, xxxx) and no "-dot-". Feeds are
+# mostly such values (hashes, addresses, plain domains); skipping twenty regex passes for them
+# roughly halves the time to read a large feed.
+_PLAIN = re.compile(r"[a-zA-F0-9._-]*")
+
+
+def _is_plain(text: str) -> bool:
+    return _PLAIN.fullmatch(text) is not None and "x" not in text and "-dot-" not in text
+
+
 def refang(text: str) -> str:
     """Return ``text`` with defanged indicators restored to their usable form.
 
@@ -98,7 +109,7 @@ def refang(text: str) -> str:
     Returns:
         The refanged text.
     """
-    if not text:
+    if not text or _is_plain(text):
         return text
     for pattern, replacement in _SCHEME_RULES:
         text = pattern.sub(replacement, text)

@@ -22,6 +22,7 @@ context under ``fields``.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import re
@@ -152,7 +153,9 @@ class _Layout:
     type_column: int | None
 
 
+@functools.lru_cache(maxsize=1024)
 def _normalize_header(name: str) -> str:
+    # Cached: it runs for every cell of every row, with the same few header names.
     return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
 
 
