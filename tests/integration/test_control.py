@@ -373,6 +373,7 @@ def test_metrics_report_queue_wait_attempts_and_throughput(h: Harness, tmp_path:
     assert metrics["attempts"] == 1 and metrics["queueWaitSeconds"] >= 0
     assert metrics["recordsProcessed"] == 2000 and metrics["recordsPerSecond"] > 0
     assert metrics["perAttempt"][0]["status"] == "completed"
+    assert metrics["perAttempt"][0]["processPeakRssMb"] > 0
 
 
 def test_background_task_is_not_starved_by_a_steady_stream_of_high_tasks(store_url: str) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import random
+import resource
 import socket
 import threading
 import time
@@ -316,8 +317,12 @@ class Worker:
                 outcome = _controlled_outcome(running.control)
             metrics = {
                 "wallSeconds": round(time.perf_counter() - started, 6),
-                # Process-wide CPU time: exact only when one attempt runs at a time.
+                # Process-wide CPU time and peak memory: exact only when one attempt runs at
+                # a time; per-attempt figures would need process isolation.
                 "processCpuSeconds": round(time.process_time() - cpu_started, 6),
+                "processPeakRssMb": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                ),
             }
             await self._finish(claim, outcome, metrics, ctx.logger.drain())
         except LeaseLost:
