@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "api_keys",
     "audit_events",
     "executions",
     "indicator_sources",
@@ -19,6 +20,7 @@ __all__ = [
     "metadata",
     "task_logs",
     "tasks",
+    "users",
 ]
 
 metadata = sa.MetaData(
@@ -75,6 +77,10 @@ tasks = sa.Table(
     sa.Column("idempotency_hash", sa.String(64)),
     sa.Column("first_enqueued_at", Epoch),
     sa.Column("stop_requested_at", Epoch),
+    # Added in 0003: who may see and act on the task.
+    sa.Column("department", sa.String(120)),
+    sa.Column("classification", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tlp", sa.String(20), nullable=False, server_default="CLEAR"),
     sa.Index("ix_tasks_claim", "status", "effective_priority", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
     sa.Index("ix_tasks_due", "status", "available_at"),
@@ -115,7 +121,9 @@ task_logs = sa.Table(
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # Ids are chain positions, assigned as previous + 1 in the appending transaction (a
+    # sequence's gaps would be indistinguishable from deleted events).
+    sa.Column("id", BigId, primary_key=True, autoincrement=False),
     sa.Column("at", Epoch, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
@@ -123,7 +131,38 @@ audit_events = sa.Table(
     sa.Column("target_id", sa.String(64)),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("details", Json),
+    # Added in 0003: the hash chain and request context.
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("source_address", sa.String(64)),
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("hash", sa.String(64)),
     sa.Index("ix_audit_events_target", "target_type", "target_id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(120), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("department", sa.String(120), nullable=False),
+    sa.Column("clearance", sa.Integer, nullable=False),
+    sa.Column("grants", Json, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("disabled_at", Epoch),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(120), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("secret_hash", sa.String(200), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("expires_at", Epoch),
+    sa.Column("revoked_at", Epoch),
+    sa.Column("replaced_by", sa.String(64)),
 )
 
 indicators = sa.Table(

@@ -123,6 +123,10 @@ class Store:
         self._pending_lock = threading.Lock()
         self._commit_turn = threading.Lock()
         self._pending: list[_PendingInsert] = []
+        # Called inside the transaction of every state change, after it is written, with
+        # (connection, updated task row, event): how workflows react to a finished task in
+        # the same transaction (e.g. queue the dependants whose last dependency completed).
+        self.transition_listeners: list[Callable[[sa.Connection, Row, Event], None]] = []
 
     @property
     def is_postgres(self) -> bool:
@@ -356,7 +360,10 @@ class Store:
         if result.rowcount != 1:
             # Unreachable while the row is locked; kept so a locking bug fails loudly.
             raise SpireError(f"task {row['id']} changed while locked (version {row['version']})")
-        return {**row, **values}
+        updated = {**row, **values}
+        for listener in self.transition_listeners:
+            listener(conn, updated, event)
+        return updated
 
     # -- claiming and leases ---------------------------------------------------------------
 
