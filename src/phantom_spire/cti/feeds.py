@@ -46,7 +46,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SNIFF_BYTES = 64 * 1024
-_FULL_JSON_CHECK_BYTES = 32 * 1024 * 1024
+# Up to this size a JSON document is parsed whole to tell its format (exact); above, from its
+# first events, so detection never costs more memory than the streaming readers do.
+_FULL_JSON_CHECK_BYTES = 4 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
 MAX_GZIP_LAYERS = 2
@@ -147,6 +149,8 @@ def _json_format_streaming(path: Path) -> str:
             raise FeedFormatError(path, f"truncated or invalid JSON: {exc}") from exc
     if "Event" in keys or "response" in keys:
         return "misp"
+    if ("Attribute" in keys or "Object" in keys) and "type" not in keys:
+        return "misp"  # a bare event, without its {"Event": ...} wrapper
     return "json"
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import ijson
 
 from phantom_spire.cti.errors import FeedFormatError, InvalidIndicator
 from phantom_spire.cti.indicators import Indicator, parse_indicator
@@ -13,10 +17,13 @@ from phantom_spire.cti.indicators import Indicator, parse_indicator
 __all__ = [
     "FeedItem",
     "indicator_item",
+    "json_stream_error",
     "load_json",
     "new_context",
+    "open_json",
     "rejected_item",
     "skipped_item",
+    "top_level",
 ]
 
 _TLP_LEVELS = ("clear", "white", "green", "amber+strict", "amber", "red")
@@ -151,3 +158,73 @@ def load_json(path: Path) -> Any:
         raise FeedFormatError(
             path, f"{problem}: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@contextlib.contextmanager
+def open_json(path: Path) -> Iterator[BinaryIO]:
+    """Open a JSON file for ijson, past a UTF-8 byte-order mark (which ijson refuses)."""
+    with path.open("rb") as handle:
+        if handle.read(len(_BOM)) != _BOM:
+            handle.seek(0)
+        yield handle
+
+
+def json_stream_error(path: Path, exc: Exception, where: str = "") -> FeedFormatError:
+    """Turn an ijson error into a FeedFormatError that says what kind of problem it is."""
+    message = exc.args[0] if exc.args else str(exc)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    first = str(message).strip().splitlines()[0] if str(message).strip() else type(exc).__name__
+    if "premature EOF" in first:
+        problem = "truncated JSON"
+    elif "UTF8" in first:
+        problem = "not UTF-8 text"
+    else:
+        problem = "invalid JSON"
+    suffix = f" {where}" if where else ""
+    return FeedFormatError(path, f"{problem}{suffix}: {first}")
+
+
+_CONTAINERS = {"start_map": "dict", "start_array": "list"}
+
+
+def top_level(
+    path: Path, wanted: set[str], *, any_of: bool = False
+) -> tuple[str, dict[str, tuple[str, Any]]]:
+    """Describe a JSON document's top level without loading it.
+
+    Reads events only until every key in `wanted` has been seen (with `any_of`, until one
+    of them has), to the end of the document otherwise.
+
+    Returns:
+        ``(kind, keys)``: kind is ``"dict"``, ``"list"`` or the Python type name of a scalar
+        document; keys maps each top-level key seen to ``(type name, value)``, the value only
+        for scalars (None for containers).
+
+    Raises:
+        FeedFormatError: the JSON is invalid before the wanted keys were found.
+    """
+    kind = ""
+    keys: dict[str, tuple[str, Any]] = {}
+    pending: str | None = None
+    with open_json(path) as handle:
+        try:
+            for prefix, event, value in ijson.parse(handle):
+                if not kind:
+                    kind = _CONTAINERS.get(event, type(value).__name__)
+                    if kind != "dict":
+                        break
+                    continue
+                if prefix == "" and event == "map_key":
+                    pending = value
+                elif pending is not None and prefix == pending:
+                    keys[pending] = (_CONTAINERS.get(event, type(value).__name__), value)
+                    pending = None
+                    if (wanted & keys.keys()) if any_of else (wanted <= keys.keys()):
+                        break
+        except ijson.JSONError as exc:
+            raise json_stream_error(path, exc) from exc
+    return kind, keys

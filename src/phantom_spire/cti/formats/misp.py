@@ -15,24 +15,35 @@ attributes of its objects, object by object. Positions continue across events.
   ``comment``, ``object_name``/``object_uuid`` for object attributes, ``tags`` (event tags,
   attribute tags, and galaxy cluster tag names), ``tlp`` from a ``tlp:`` tag, ``first_seen`` /
   ``last_seen`` when the attribute has them.
+
+The file is streamed with ijson. A single event (``{"Event": ...}`` or bare) is read in three
+passes: its own fields (uuid, info, tags, galaxies, wherever they sit in the file), then its
+attributes one at a time, then its objects one at a time; so memory holds one attribute or
+object, not the event. In ``response`` lists and lists of events, one event at a time is held.
+Every form is read to the end once before the first item is yielded, so a truncated file is
+refused before anything of it is stored.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import ijson
 
 from phantom_spire.cti.errors import FeedFormatError
 from phantom_spire.cti.formats.base import (
     FeedItem,
     indicator_item,
-    load_json,
+    json_stream_error,
     new_context,
+    open_json,
     rejected_item,
     skipped_item,
     tlp_from_tags,
+    top_level,
 )
 from phantom_spire.cti.timestamps import normalize_timestamp
 
@@ -113,19 +124,97 @@ def misp_events(document: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def read_misp(path: Path, *, start: int = 0) -> Iterator[FeedItem]:
-    """Yield the items of a MISP event file from record `start` on.
+    """Yield the items of a MISP event file from record `start` on, streaming it.
 
     Raises:
         FeedFormatError: the file is not complete JSON or not MISP event JSON.
     """
-    document = load_json(path)
     position = 0
-    for event in misp_events(document, path):
-        for attribute, obj in _attributes(event):
+    for event, attributes in _stream_events(path):
+        for attribute, obj in attributes():
             if position >= start:
                 context = _context(event, attribute, obj)
                 yield from read_attribute(position, attribute, context)
             position += 1
+
+
+_Attributes = Callable[[], Iterator[tuple[Any, dict[str, Any] | None]]]
+_EVENT_FIELDS = ("uuid", "info", "Tag", "Galaxy")
+_NOT_MISP = 'not MISP: expected {"Event": ...}, {"response": [...]} or a list of events'
+
+
+def _stream_events(path: Path) -> Iterator[tuple[dict[str, Any], _Attributes]]:
+    """Yield each event's own fields with a function that streams its attributes."""
+    kind, keys = top_level(path, {"Event", "response"}, any_of=True)
+    if kind == "dict" and keys.get("Event", ("",))[0] == "dict":
+        yield _single_event(path, "Event")
+    elif kind == "dict" and keys.get("response", ("",))[0] == "list":
+        yield from _event_list(path, "response.item")
+    elif kind == "list":
+        yield from _event_list(path, "item")
+    elif kind == "dict" and _is_bare_event_keys(keys):
+        yield _single_event(path, "")
+    else:
+        raise FeedFormatError(path, _NOT_MISP)
+
+
+def _is_bare_event_keys(keys: dict[str, tuple[str, Any]]) -> bool:
+    lists = [keys[key][0] for key in ("Attribute", "Object") if key in keys]
+    return "type" not in keys and bool(lists) and all(kind == "list" for kind in lists)
+
+
+def _items(path: Path, prefix: str) -> Iterator[Any]:
+    with open_json(path) as handle:
+        try:
+            yield from ijson.items(handle, prefix)
+        except ijson.JSONError as exc:
+            raise json_stream_error(path, exc) from exc
+
+
+def _event_list(path: Path, prefix: str) -> Iterator[tuple[dict[str, Any], _Attributes]]:
+    for _ in _items(path, prefix):
+        pass  # first pass: the whole file parses, before anything of it is yielded
+    for wrapper in _items(path, prefix):
+        if _is_event_wrapper(wrapper):
+            event = wrapper["Event"]
+            yield event, lambda event=event: _attributes(event)
+
+
+def _single_event(path: Path, prefix: str) -> tuple[dict[str, Any], _Attributes]:
+    event = _event_fields(path, prefix)
+    dot = f"{prefix}." if prefix else ""
+
+    def attributes() -> Iterator[tuple[Any, dict[str, Any] | None]]:
+        for attribute in _items(path, f"{dot}Attribute.item"):
+            yield attribute, None
+        for obj in _items(path, f"{dot}Object.item"):
+            if isinstance(obj, dict):
+                for attribute in _as_list(obj.get("Attribute")):
+                    yield attribute, obj
+
+    return event, attributes
+
+
+def _event_fields(path: Path, prefix: str) -> dict[str, Any]:
+    """Read an event's own small fields, skipping its attribute and object lists."""
+    fields: dict[str, Any] = {}
+    builder: ijson.ObjectBuilder | None = None
+    key = ""
+    with open_json(path) as handle:
+        try:
+            for where, event, value in ijson.parse(handle):
+                if builder is None:
+                    if where == prefix and event == "map_key" and value in _EVENT_FIELDS:
+                        key, builder = value, ijson.ObjectBuilder()
+                    continue
+                builder.event(event, value)
+                full = f"{prefix}.{key}" if prefix else key
+                if where == full and event not in ("start_map", "start_array", "map_key"):
+                    fields[key] = builder.value
+                    builder = None
+        except ijson.JSONError as exc:
+            raise json_stream_error(path, exc) from exc
+    return fields
 
 
 def _attributes(event: dict[str, Any]) -> Iterator[tuple[Any, dict[str, Any] | None]]:

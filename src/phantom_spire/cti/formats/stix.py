@@ -18,6 +18,16 @@ Everything else (SDOs, SROs, marking definitions, custom objects) is ``skipped``
 The objects are read as plain JSON rather than through ``stix2.parse``: that parser rejects
 whole bundles for custom properties and missing spec_version that real feeds have (see the
 shared corpus), and we only need a handful of properties.
+
+The file is streamed with ijson (one object in memory at a time) in two passes. The first
+builds a small index of what objects refer to: TLP marking definitions, the names of named
+objects (identities, malware, threat actors, intrusion sets, campaigns, tools, attack
+patterns, vulnerabilities) and the relationships between those and indicators or observables.
+The second yields the items, so a reference to an object that comes later in the file (a
+marking defined at the end, an ``indicates`` relationship after its indicator) is resolved
+instead of lost: the context gets ``created_by`` and ``related``
+(``[{"relationship", "type", "name", "id"}]``). The index grows with the number of those
+objects and relationships, not with the rest of the file.
 """
 
 from __future__ import annotations
@@ -25,18 +35,24 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import ijson
 
 from phantom_spire.cti.errors import FeedFormatError
 from phantom_spire.cti.formats import misp
 from phantom_spire.cti.formats.base import (
     FeedItem,
     indicator_item,
+    json_stream_error,
     load_json,
     new_context,
+    open_json,
     rejected_item,
     skipped_item,
+    top_level,
 )
 from phantom_spire.cti.timestamps import normalize_timestamp
 
@@ -108,38 +124,120 @@ def stix_objects(document: Any, path: Path) -> list[Any]:
 
 
 def read_stix(path: Path, *, start: int = 0) -> Iterator[FeedItem]:
-    """Yield the items of a STIX 2 file from record `start` on.
+    """Yield the items of a STIX 2 file from record `start` on, streaming it twice.
+
+    The first pass indexes references (see the module docstring) and reads the whole file,
+    so a truncated or invalid file is refused before any item is yielded.
 
     Raises:
         FeedFormatError: the file is not complete JSON or not STIX.
     """
-    document = load_json(path)
-    objects = stix_objects(document, path)
-    tlp_markings = dict(_TLP_MARKINGS) | _bundle_tlp_markings(objects)
-    for position, obj in enumerate(objects):
-        if position < start:
-            continue
-        yield from _read_object(position, obj, tlp_markings)
+    index = _Index()
+    for obj in stream_objects(path):
+        index.add(obj)
+    for position, obj in enumerate(stream_objects(path)):
+        if position >= start:
+            yield from _read_object(position, obj, index)
 
 
-def _bundle_tlp_markings(objects: list[Any]) -> dict[str, str]:
-    markings: dict[str, str] = {}
-    for obj in objects:
-        if not isinstance(obj, dict) or obj.get("type") != "marking-definition":
-            continue
-        definition = obj.get("definition")
-        if isinstance(definition, dict) and isinstance(definition.get("tlp"), str):
-            markings[str(obj.get("id"))] = definition["tlp"].lower()
-        elif isinstance(obj.get("name"), str) and obj["name"].upper().startswith("TLP:"):
-            markings[str(obj.get("id"))] = obj["name"][4:].strip().lower()
-    return markings
+def stream_objects(path: Path) -> Iterator[Any]:
+    """Yield the objects of a STIX document one at a time, without loading the file.
+
+    Raises:
+        FeedFormatError: the JSON is invalid or truncated, or the document is not STIX 2.
+    """
+    kind, keys = top_level(path, {"type", "objects"})
+    if kind == "list":
+        prefix = "item"
+    elif kind == "dict" and keys.get("type") == ("str", "bundle"):
+        objects = keys.get("objects")
+        if objects is None:
+            return
+        if objects[0] != "list":
+            raise FeedFormatError(path, f"bundle 'objects' is {objects[0]}, expected a list")
+        prefix = "objects.item"
+    else:
+        # A single object is small: read it whole.
+        yield from stix_objects(load_json(path), path)
+        return
+    with open_json(path) as handle:
+        count = 0
+        try:
+            for obj in ijson.items(handle, prefix):
+                count += 1
+                yield obj
+        except ijson.JSONError as exc:
+            raise json_stream_error(path, exc, f"after object {count}") from exc
 
 
-def _context(obj: dict[str, Any], tlp_markings: dict[str, str]) -> dict[str, Any]:
+_NAMED_TYPES = {
+    "identity",
+    "malware",
+    "threat-actor",
+    "intrusion-set",
+    "campaign",
+    "tool",
+    "attack-pattern",
+    "vulnerability",
+}
+
+
+def _type_of(ref: Any) -> str | None:
+    return ref.partition("--")[0] if isinstance(ref, str) and "--" in ref else None
+
+
+@dataclass
+class _Index:
+    """What the first pass learns about references: markings, names, relationships."""
+
+    tlp: dict[str, str] = field(default_factory=lambda: dict(_TLP_MARKINGS))
+    names: dict[str, str] = field(default_factory=dict)
+    related: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def add(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            return
+        kind = obj.get("type")
+        if kind == "marking-definition":
+            tlp = _marking_tlp(obj)
+            if tlp is not None:
+                self.tlp[str(obj.get("id"))] = tlp
+        elif kind in _NAMED_TYPES and isinstance(obj.get("name"), str):
+            self.names[str(obj.get("id"))] = obj["name"]
+        elif kind == "relationship":
+            self._add_relationship(obj)
+
+    def _add_relationship(self, obj: dict[str, Any]) -> None:
+        source, target = obj.get("source_ref"), obj.get("target_ref")
+        relationship = str(obj.get("relationship_type") or "related-to")
+        # Only links between an indicator-bearing object and a named one: those are what an
+        # analyst reads on an indicator ("indicates malware X"); the rest would only cost memory.
+        if _type_of(target) in _NAMED_TYPES and _type_of(source) not in _NAMED_TYPES:
+            self.related.setdefault(str(source), []).append((relationship, str(target)))
+        elif _type_of(source) in _NAMED_TYPES and _type_of(target) not in _NAMED_TYPES:
+            self.related.setdefault(str(target), []).append((relationship, str(source)))
+
+    def related_to(self, stix_id: Any) -> list[dict[str, Any]]:
+        return [
+            {"relationship": rel, "type": _type_of(ref), "name": self.names.get(ref), "id": ref}
+            for rel, ref in self.related.get(str(stix_id), ())
+        ]
+
+
+def _marking_tlp(obj: dict[str, Any]) -> str | None:
+    definition = obj.get("definition")
+    if isinstance(definition, dict) and isinstance(definition.get("tlp"), str):
+        return definition["tlp"].lower()
+    if isinstance(obj.get("name"), str) and obj["name"].upper().startswith("TLP:"):
+        return obj["name"][4:].strip().lower()
+    return None
+
+
+def _context(obj: dict[str, Any], index: _Index) -> dict[str, Any]:
     labels = [str(label) for label in obj.get("labels", []) if isinstance(label, str)]
     labels += [str(t) for t in obj.get("indicator_types", []) if isinstance(t, str)]
     refs = obj.get("object_marking_refs", [])
-    tlp = next((tlp_markings[r] for r in refs if isinstance(r, str) and r in tlp_markings), None)
+    tlp = next((index.tlp[r] for r in refs if isinstance(r, str) and r in index.tlp), None)
     confidence = obj.get("confidence")
     # Timestamps are normalised to UTC microseconds (BUG-STX-01); the original strings are kept
     # for faithful re-export.
@@ -172,15 +270,17 @@ def _context(obj: dict[str, Any], tlp_markings: dict[str, str]) -> dict[str, Any
         created=normalize_timestamp(obj.get("created")),
         modified=normalize_timestamp(obj.get("modified")),
         raw_timestamps=raw_timestamps,
+        created_by=index.names.get(str(obj.get("created_by_ref"))),
+        related=index.related_to(obj.get("id")),
     )
 
 
-def _read_object(position: int, obj: Any, tlp_markings: dict[str, str]) -> Iterator[FeedItem]:
+def _read_object(position: int, obj: Any, index: _Index) -> Iterator[FeedItem]:
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         reason = f"STIX object #{position} is not an object with a 'type' property: {obj!r:.120}"
         yield rejected_item(position, reason, new_context())
         return
-    context = _context(obj, tlp_markings)
+    context = _context(obj, index)
     stix_type = obj["type"]
     if stix_type == "indicator":
         yield from _read_indicator(position, obj, context)
