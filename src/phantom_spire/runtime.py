@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from phantom_spire.engine.worker import Worker
 from phantom_spire.handlers.registry import HandlerRegistry, default_registry
+from phantom_spire.services.schedules import build_workflow_services
 from phantom_spire.services.tasks import TaskService
 from phantom_spire.settings import Settings
 from phantom_spire.store import Store, migrate
@@ -49,6 +50,9 @@ class Runtime:
             default_timeout_ms=settings.default_timeout_ms,
             on_queued=self._wake_worker,
         )
+        wired = build_workflow_services(settings, self.tasks, self.registry)
+        self.workflows, self.schedules = wired.workflows, wired.schedules
+        self.scheduler = wired.scheduler
         self.worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -60,7 +64,14 @@ class Runtime:
         """Run a worker on the current event loop until it is stopped."""
         self._loop = asyncio.get_running_loop()
         worker = self.worker or self.new_worker()
-        await worker.run()
+        run_scheduler = self.settings.run_scheduler
+        scheduler = asyncio.create_task(self.scheduler.run()) if run_scheduler else None
+        try:
+            await worker.run()
+        finally:
+            if scheduler is not None:
+                self.scheduler.stop()
+                await scheduler
 
     def stop_worker(self) -> None:
         if self.worker is not None and self._loop is not None:

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(
         default=30.0, description="A cancelled or paused handler is forced to stop after this."
     )
+    template_dir: Path | None = Field(
+        default=None, description="Folder of the user's workflow templates (*.yaml)."
+    )
+    scheduler_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the scheduler looks for due schedules."
+    )
+    run_scheduler: bool = Field(default=True, description="Run the scheduler beside the worker.")
     aging_points_per_minute: float = Field(
         default=10.0,
         ge=0,

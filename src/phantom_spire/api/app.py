@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.exceptions import RequestValidationError
 
 from phantom_spire import __version__
+from phantom_spire.api import routes_workflows
 from phantom_spire.api.problems import install_problem_handlers
 from phantom_spire.api.schemas import (
     ExecutionOut,
@@ -55,6 +56,8 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    # Before the task routes: /tasks/scheduled must not be read as a task id.
+    app.include_router(routes_workflows.router(), prefix="/api/v1")
     app.include_router(_task_routes(), prefix="/api/v1")
     app.include_router(_indicator_routes(), prefix="/api/v1")
     return app

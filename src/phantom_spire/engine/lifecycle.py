@@ -108,6 +108,7 @@ class Event(StrEnum):
     SCHEDULE = "schedule"
     FIRE = "fire"
     SKIP = "skip"
+    UNSCHEDULE = "unschedule"
 
 
 S = TaskStatus
@@ -155,6 +156,8 @@ TRANSITIONS: dict[Event, dict[TaskStatus, TaskStatus]] = {
     E.SCHEDULE: {S.PENDING: S.SCHEDULED},
     E.FIRE: {S.SCHEDULED: S.QUEUED},
     E.SKIP: {S.PENDING: S.SKIPPED, S.BLOCKED: S.SKIPPED},
+    # Deleting a task's schedule hands the task back to its owner, who may execute it by hand.
+    E.UNSCHEDULE: {S.SCHEDULED: S.PENDING},
 }
 
 TERMINAL_STATES = frozenset(

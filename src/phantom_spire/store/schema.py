@@ -18,9 +18,15 @@ __all__ = [
     "indicator_sources",
     "indicators",
     "metadata",
+    "schedule_fires",
+    "schedules",
+    "task_cursors",
+    "task_dependencies",
     "task_logs",
     "tasks",
     "users",
+    "workflow_tasks",
+    "workflows",
 ]
 
 metadata = sa.MetaData(
@@ -189,4 +195,111 @@ indicator_sources = sa.Table(
     sa.Column("first_seen", Epoch, nullable=False),
     sa.Column("last_seen", Epoch, nullable=False),
     sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+# -- workflows and schedules (0004) ----------------------------------------------------------
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("template", sa.String(120)),
+    sa.Column("template_version", sa.Integer),
+    # The whole definition the workflow started from: it stays pinned to it when the template
+    # file changes later.
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("parameters", Json, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("failure_policy", sa.String(20), nullable=False),
+    sa.Column("max_parallel", sa.Integer, nullable=False),
+    # Admission counters, changed in the transaction of each step's state change: tasks let
+    # into the queue and not yet finished, tasks finished, tasks that ended badly.
+    sa.Column("active_tasks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("done_tasks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed_tasks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_tasks", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(120)),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("finished_at", Epoch),
+)
+
+workflow_tasks = sa.Table(
+    "workflow_tasks",
+    metadata,
+    sa.Column("task_id", sa.String(36), sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("workflow_id", sa.String(36), sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("item", Json),
+    # Readiness counters over the task's direct dependencies, so a finished dependency costs
+    # one update here instead of a scan of every other dependency.
+    sa.Column("deps_total", sa.Integer, nullable=False),
+    sa.Column("deps_done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deps_ok", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deps_skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deps_failed", sa.Integer, nullable=False, server_default="0"),
+    # Dependencies met but held back by the workflow's parallelism limit or a human approval.
+    sa.Column("ready", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("admitted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("approval_due_at", Epoch),
+    sa.Column("decision", Json),
+    sa.Index("ix_workflow_tasks_workflow", "workflow_id", "step"),
+    sa.Index("ix_workflow_tasks_ready", "workflow_id", "ready", "seq"),
+)
+
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column("task_id", sa.String(36), sa.ForeignKey("tasks.id"), primary_key=True),
+    sa.Column("depends_on_id", sa.String(36), sa.ForeignKey("tasks.id"), primary_key=True),
+    # The reverse direction: who waits on a task that just finished.
+    sa.Index("ix_task_dependencies_depends_on", "depends_on_id", "task_id"),
+)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("task_id", sa.String(36), sa.ForeignKey("tasks.id"), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("executions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_fire_at", Epoch),
+    sa.Column("next_fire_at", Epoch),
+    sa.Column("last_error", sa.Text),
+    sa.Column("owner", sa.String(120)),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Index("ix_schedules_due", "status", "next_fire_at"),
+)
+
+schedule_fires = sa.Table(
+    "schedule_fires",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("schedule_id", sa.String(36), sa.ForeignKey("schedules.id"), nullable=False),
+    sa.Column("fire_time", Epoch, nullable=False),
+    # '' for timed slots; for an event-driven fire, the event's identity (so two events at the
+    # same instant are two fires, and one event delivered twice is one).
+    sa.Column("trigger_key", sa.String(200), nullable=False, server_default=""),
+    sa.Column("task_id", sa.String(36)),
+    sa.Column("fired_at", Epoch, nullable=False),
+    # The guarantee behind "each slot fires once", even with several schedulers running.
+    sa.UniqueConstraint("schedule_id", "fire_time", "trigger_key"),
+)
+
+# -- query snapshots (0005) ------------------------------------------------------------------
+# A paged listing remembers the ordered ids of its first page's query, so later pages neither
+# skip nor repeat a task while others are inserted or updated between requests.
+task_cursors = sa.Table(
+    "task_cursors",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(120), nullable=False),
+    sa.Column("task_ids", Json, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
 )
