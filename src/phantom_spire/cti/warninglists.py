@@ -45,6 +45,9 @@ class WarningList:
     values: set[str] = field(default_factory=set)
     networks: list[_Network] = field(default_factory=list)
     patterns: list[re.Pattern[str]] = field(default_factory=list)
+    # (IP version, prefix length) -> network addresses as integers: a lookup per prefix length
+    # instead of a comparison per listed network (cloud-provider lists hold thousands).
+    _by_prefix: dict[tuple[int, int], set[int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_file(cls, path: Path) -> WarningList:
@@ -83,10 +86,14 @@ class WarningList:
             return
         if self.type == "cidr" or "/" in entry:
             try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-                return
+                network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 pass
+            else:
+                self.networks.append(network)
+                key = (network.version, network.prefixlen)
+                self._by_prefix.setdefault(key, set()).add(int(network.network_address))
+                return
         if self.type == "substring":
             self.values.add(entry.lower())
             return
@@ -99,9 +106,8 @@ class WarningList:
     def matches(self, indicator: Indicator) -> bool:
         """Tell whether an indicator is on this list."""
         value = indicator.value.lower()
-        if self.networks and indicator.type in ("ipv4", "ipv6", "cidr"):
-            network = ipaddress.ip_network(value.partition("%")[0], strict=False)
-            if any(network.version == n.version and network.subnet_of(n) for n in self.networks):  # type: ignore[arg-type]
+        if self._by_prefix and indicator.type in ("ipv4", "ipv6", "cidr"):
+            if self._in_networks(ipaddress.ip_network(value.partition("%")[0], strict=False)):
                 return True
         if self.type == "substring":
             return any(entry in value for entry in self.values)
@@ -113,6 +119,17 @@ class WarningList:
             host = _host_of(indicator)
             labels = host.split(".")
             return any(".".join(labels[i:]) in self.values for i in range(len(labels)))
+        return False
+
+    def _in_networks(self, network: _Network) -> bool:
+        """Tell whether `network` (an address is a /32 or /128) lies inside a listed range."""
+        address, bits = int(network.network_address), network.max_prefixlen
+        for (version, prefixlen), starts in self._by_prefix.items():
+            if version != network.version or prefixlen > network.prefixlen:
+                continue
+            mask = ((1 << prefixlen) - 1) << (bits - prefixlen)
+            if address & mask in starts:
+                return True
         return False
 
 
