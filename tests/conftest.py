@@ -94,19 +94,30 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 FINAL = {"completed", "failed", "cancelled", "timed_out", "skipped", "dead_lettered"}
 
 
+def make_test_settings(store_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": store_url,
+        "workers": 4,
+        "poll_seconds": 0.05,
+        "heartbeat_seconds": 0.5,
+        "lease_seconds": 5,
+        "reaper_seconds": 0.5,
+        # Tests poll fast; the rate limit has its own test.
+        "rate_limit": "1000000/minute",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
 @pytest.fixture
 def client(store_url: str) -> Iterator[TestClient]:
-    """The API in-process, with its worker pool running, on each store backend."""
-    settings = Settings(
-        database_url=store_url,
-        workers=4,
-        poll_seconds=0.05,
-        heartbeat_seconds=0.5,
-        lease_seconds=5,
-        reaper_seconds=0.5,
-    )
-    runtime = Runtime(settings, run_migrations=False)
-    with TestClient(create_app(runtime)) as test_client:
+    """The API in-process, with its worker pool running, on each store backend.
+
+    It sends the key of the admin created on first start, as a user would.
+    """
+    runtime = Runtime(make_test_settings(store_url), run_migrations=False)
+    _key_id, key = runtime.identity.bootstrap_admin()
+    with TestClient(create_app(runtime), headers={"X-API-Key": key}) as test_client:
         yield test_client
     runtime.close()
 

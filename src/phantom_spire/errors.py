@@ -7,6 +7,7 @@
      ├── IdempotencyConflict      an idempotency key reused with another body
      ├── LeaseLost                a worker no longer owns the task it is working on
      ├── InvalidTaskDefinition    a task definition is malformed (unknown handler, bad parameters)
+     ├── InvalidQuery             a listing or search request is malformed
      └── HandlerError             raised by handlers; says whether a retry may help
 
 The API maps each class to an HTTP status in one place (``api.problems``).
@@ -19,6 +20,7 @@ __all__ = [
     "HandlerError",
     "IdempotencyConflict",
     "IllegalTransition",
+    "InvalidQuery",
     "InvalidTaskDefinition",
     "LeaseLost",
     "SpireError",
@@ -84,6 +86,15 @@ class IdempotencyConflict(SpireError):
         )
         self.key = key
         self.task_id = task_id
+
+
+class InvalidQuery(SpireError):
+    """A listing or search request is malformed (a bad filter, sort key or cursor)."""
+
+    def __init__(self, message: str, *, field: str, value: object) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
 
 
 class HandlerError(SpireError):

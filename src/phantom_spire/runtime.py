@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from phantom_spire.engine.worker import Worker
 from phantom_spire.handlers.registry import HandlerRegistry, default_registry
+from phantom_spire.security import ClassificationScheme, RateLimit, TokenBucketLimiter
+from phantom_spire.services.identity import IdentityService
 from phantom_spire.services.schedules import build_workflow_services
 from phantom_spire.services.tasks import TaskService
 from phantom_spire.settings import Settings
@@ -41,15 +43,24 @@ class Runtime:
         if run_migrations:
             migrate(url)
         self.store = Store(
-            url, clock=clock, aging_points_per_minute=settings.aging_points_per_minute
+            url,
+            clock=clock,
+            aging_points_per_minute=settings.aging_points_per_minute,
+            audit_key=settings.audit_key_bytes,
         )
+        self.scheme = ClassificationScheme.from_string(settings.classification_levels)
         self.registry = registry or default_registry(settings)
         self.tasks = TaskService(
             self.store,
             self.registry,
             default_timeout_ms=settings.default_timeout_ms,
             on_queued=self._wake_worker,
+            scheme=self.scheme,
         )
+        self.identity = IdentityService(
+            self.store, pepper=settings.pepper_bytes, scheme=self.scheme
+        )
+        self.limiter = TokenBucketLimiter(RateLimit.parse(settings.rate_limit))
         wired = build_workflow_services(settings, self.tasks, self.registry)
         self.workflows, self.schedules = wired.workflows, wired.schedules
         self.scheduler = wired.scheduler

@@ -39,6 +39,21 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(
         default=30.0, description="A cancelled or paused handler is forced to stop after this."
     )
+    key_pepper: str | None = Field(
+        default=None,
+        description="Hex secret mixed into stored API-key hashes (HMAC); the same on every node.",
+    )
+    audit_key: str | None = Field(
+        default=None,
+        description="Hex secret keying the audit hash chain (HMAC), kept outside the database.",
+    )
+    rate_limit: str = Field(
+        default="1200/minute", description="Requests per API key, e.g. '1200/minute'."
+    )
+    classification_levels: str = Field(
+        default="UNCLASSIFIED,CONFIDENTIAL,SECRET,TOP SECRET",
+        description="Classification levels, lowest first.",
+    )
     template_dir: Path | None = Field(
         default=None, description="Folder of the user's workflow templates (*.yaml)."
     )
@@ -64,8 +79,30 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def pepper_bytes(self) -> bytes | None:
+        return _hex_setting("SPIRE_KEY_PEPPER", self.key_pepper)
+
+    @property
+    def audit_key_bytes(self) -> bytes | None:
+        return _hex_setting("SPIRE_AUDIT_KEY", self.audit_key)
+
+    @property
     def resolved_database_url(self) -> str:
         """The store URL: ``database_url`` or the embedded SQLite file in ``data_dir``."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'spire.db').resolve()}"
+
+
+def _hex_setting(name: str, value: str | None) -> bytes | None:
+    if not value:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be hexadecimal, got {len(value)} characters that are not"
+        ) from None
+    if len(raw) < 16:
+        raise ConfigError(f"{name} must hold at least 16 bytes (32 hex digits), got {len(raw)}")
+    return raw

@@ -32,9 +32,17 @@ class SpireServer:
             **os.environ,
             "SPIRE_DATABASE_URL": database_url,
             "SPIRE_PORT": str(self.port),
+            "SPIRE_RATE_LIMIT": "1000000/minute",
             **{f"SPIRE_{k.upper()}": v for k, v in settings.items()},
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.api_key = _admin_key(database_url)
+        self.env["SPIRE_API_KEY"] = self.api_key
+        self.headers = {"X-API-Key": self.api_key}
+
+    def http(self) -> httpx.Client:
+        """An HTTP client for this server that sends the admin key."""
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30)
 
     def start(self, timeout: float = 30.0) -> SpireServer:
         with self.log_path.open("ab") as log:
@@ -46,7 +54,8 @@ class SpireServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"spire serve exited early; see {self.log_path}")
             try:
-                if httpx.get(f"{self.url}/api/v1/tasks/system/health", timeout=1).is_success:
+                health = f"{self.url}/api/v1/tasks/system/health"
+                if httpx.get(health, headers=self.headers, timeout=1).is_success:
                     return self
             except httpx.TransportError:
                 pass
@@ -74,3 +83,19 @@ class SpireServer:
         return subprocess.run(
             [SPIRE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
+
+
+def _admin_key(database_url: str) -> str:
+    """Create the first admin directly in the store (as `spire admin bootstrap` would)."""
+    from phantom_spire.runtime import Runtime
+    from phantom_spire.services.identity import SYSTEM
+    from phantom_spire.settings import Settings
+
+    runtime = Runtime(Settings(database_url=database_url))
+    try:
+        created = runtime.identity.bootstrap_admin()
+        if created is not None:
+            return created[1]
+        return runtime.identity.issue_key(SYSTEM, "admin", label="tests")[1]
+    finally:
+        runtime.close()

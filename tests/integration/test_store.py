@@ -51,9 +51,16 @@ def make_task(
     return service.create_task(spec, execute=execute)
 
 
+def _outside_metadata(name: str | None, type_: str, *_: object) -> bool:
+    # The full-text structures (SQLite's FTS5 table and its shadow tables, PostgreSQL's
+    # expression index) are created by migration 0005 on purpose outside the metadata.
+    return not (name or "").startswith(("tasks_fts", "ix_tasks_search"))
+
+
 def test_migration_creates_exactly_the_schema_described_in_code(store: Store) -> None:
     with store._write_engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": _outside_metadata})
+        diff = compare_metadata(context, metadata)
     assert diff == []
 
 

@@ -13,7 +13,10 @@ from fastapi.exceptions import RequestValidationError
 
 from phantom_spire import __version__
 from phantom_spire.api import routes_workflows
+from phantom_spire.api.auth import CurrentActor
 from phantom_spire.api.problems import install_problem_handlers
+from phantom_spire.api.queries import TaskFilters
+from phantom_spire.api.routes_admin import admin_routes, audit_routes
 from phantom_spire.api.schemas import (
     ExecutionOut,
     IndicatorOut,
@@ -22,8 +25,8 @@ from phantom_spire.api.schemas import (
     TaskStatusOut,
 )
 from phantom_spire.cti import indicators as indicator_types
-from phantom_spire.engine.lifecycle import TaskStatus
 from phantom_spire.runtime import Runtime
+from phantom_spire.security import Permission, authorize
 from phantom_spire.services.tasks import TaskService, TaskSpec, TaskUpdate
 
 __all__ = ["create_app"]
@@ -60,6 +63,8 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
     app.include_router(routes_workflows.router(), prefix="/api/v1")
     app.include_router(_task_routes(), prefix="/api/v1")
     app.include_router(_indicator_routes(), prefix="/api/v1")
+    app.include_router(audit_routes(), prefix="/api/v1")
+    app.include_router(admin_routes(), prefix="/api/v1")
     return app
 
 
@@ -76,6 +81,11 @@ def _split(values: list[str] | None) -> list[str]:
     return [v for item in values or [] for v in item.split(",") if v]
 
 
+def _set_cursor(response: Response, cursor: str | None) -> None:
+    if cursor is not None:
+        response.headers["X-Next-Cursor"] = cursor
+
+
 def _task_routes() -> APIRouter:
     router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -88,6 +98,7 @@ def _task_routes() -> APIRouter:
     def create_task(
         spec: TaskSpec,
         tasks: Tasks,
+        actor: CurrentActor,
         response: Response,
         execute: Annotated[bool, Query(description="Queue the task right away.")] = False,
         idempotency_key: Annotated[
@@ -101,8 +112,10 @@ def _task_routes() -> APIRouter:
     ) -> TaskOut:
         """Create a task. It does not run until executed (or ``?execute=true``)."""
         if idempotency_key is None:
-            return TaskOut.from_row(tasks.create_task(spec, execute=execute))
-        row, created = tasks.create_task_idempotent(spec, idempotency_key, execute=execute)
+            return TaskOut.from_row(tasks.create_task(spec, execute=execute, actor=actor))
+        row, created = tasks.create_task_idempotent(
+            spec, idempotency_key, execute=execute, actor=actor
+        )
         if not created:
             response.status_code = 200
         return TaskOut.from_row(row)
@@ -110,32 +123,49 @@ def _task_routes() -> APIRouter:
     @router.get("", response_model=list[TaskOut])
     def list_tasks(
         tasks: Tasks,
-        type: Annotated[list[str] | None, Query(description="Task types (any of).")] = None,
-        status: Annotated[list[str] | None, Query(description="Statuses (any of).")] = None,
+        actor: CurrentActor,
+        response: Response,
+        filters: Annotated[TaskFilters, Depends()],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        cursor: Annotated[
+            str | None, Query(max_length=200, description="From the X-Next-Cursor header.")
+        ] = None,
     ) -> list[TaskOut]:
-        statuses = _split(status)
-        unknown = sorted(set(statuses) - {str(s) for s in TaskStatus})
-        if unknown:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("query", "status"),
-                        "msg": f"unknown status; known: {', '.join(s.value for s in TaskStatus)}",
-                        "input": value,
-                        "type": "value_error",
-                    }
-                    for value in unknown
-                ]
-            )
-        rows = tasks.list_tasks(types=_split(type), statuses=statuses, limit=limit, offset=offset)
-        return [TaskOut.from_row(r) for r in rows]
+        """Tasks by filters and sort keys; page on with the ``X-Next-Cursor`` header's value.
+
+        Pages come from a snapshot of the first request's order: a task that exists
+        throughout appears exactly once, whatever is inserted or updated between pages.
+        """
+        query = filters.to_query(tasks.scheme)
+        page = tasks.page_tasks(query, actor=actor, limit=limit, cursor=cursor)
+        _set_cursor(response, page.next_cursor)
+        return [TaskOut.from_row(r) for r in page.rows]
+
+    @router.get("/search", response_model=list[TaskOut])
+    def search_tasks(
+        tasks: Tasks,
+        actor: CurrentActor,
+        response: Response,
+        q: Annotated[str, Query(min_length=1, max_length=10_000, description="Words to find.")],
+        filters: Annotated[TaskFilters, Depends()],
+        fields: Annotated[
+            list[str] | None,
+            Query(description="Any of name, tags, metadata.description (default: all)."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> list[TaskOut]:
+        """Full-text search over tasks, best match first. Every character of ``q`` is taken
+        literally: quotes and operators are not a query language here."""
+        query = filters.to_query(tasks.scheme, text=q, fields=_split(fields))
+        page = tasks.page_tasks(query, actor=actor, limit=limit, cursor=cursor)
+        _set_cursor(response, page.next_cursor)
+        return [TaskOut.from_row(r) for r in page.rows]
 
     @router.get("/system/health")
-    def health(tasks: Tasks, response: Response) -> dict[str, object]:
+    def health(tasks: Tasks, actor: CurrentActor, response: Response) -> dict[str, object]:
         """Store reachability and task counts by status."""
-        report = tasks.health()
+        report = tasks.health(actor)
         if report["status"] != "healthy":
             response.status_code = 503
         report["version"] = __version__
@@ -143,40 +173,40 @@ def _task_routes() -> APIRouter:
 
     @router.get("/dead-letters", response_model=list[TaskOut])
     def dead_letters(
-        tasks: Tasks, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        tasks: Tasks, actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[TaskOut]:
         """Tasks whose attempts ran out, with their last error. Retry requeues one."""
-        return [TaskOut.from_row(r) for r in tasks.list_dead_letters(limit=limit)]
+        return [TaskOut.from_row(r) for r in tasks.list_dead_letters(limit=limit, actor=actor)]
 
     @router.get("/{task_id}", response_model=TaskOut)
-    def get_task(task_id: str, tasks: Tasks) -> TaskOut:
-        return TaskOut.from_row(tasks.get_task(task_id))
+    def get_task(task_id: str, tasks: Tasks, actor: CurrentActor) -> TaskOut:
+        return TaskOut.from_row(tasks.get_task(task_id, actor))
 
     @router.post("/{task_id}/execute", status_code=202, response_model=TaskOut)
-    def execute_task(task_id: str, tasks: Tasks) -> TaskOut:
+    def execute_task(task_id: str, tasks: Tasks, actor: CurrentActor) -> TaskOut:
         """Queue the task for a worker."""
-        return TaskOut.from_row(tasks.execute_task(task_id))
+        return TaskOut.from_row(tasks.execute_task(task_id, actor=actor))
 
     @router.get("/{task_id}/status", response_model=TaskStatusOut)
-    def task_status(task_id: str, tasks: Tasks) -> TaskStatusOut:
+    def task_status(task_id: str, tasks: Tasks, actor: CurrentActor) -> TaskStatusOut:
         """State, attempts, progress, and for a task that is not running, why it waits."""
-        row = tasks.get_task(task_id)
-        return TaskStatusOut.from_row(row, waiting=tasks.waiting_reason(row))
+        row = tasks.get_task(task_id, actor)
+        return TaskStatusOut.from_row(row, waiting=tasks.waiting_reason(row, actor))
 
     @router.get("/{task_id}/metrics")
-    def task_metrics(task_id: str, tasks: Tasks) -> dict[str, Any]:
+    def task_metrics(task_id: str, tasks: Tasks, actor: CurrentActor) -> dict[str, Any]:
         """Queue wait, run time per attempt, CPU and memory where measured, records/s."""
-        return tasks.get_metrics(task_id)
+        return tasks.get_metrics(task_id, actor)
 
     @router.put("/{task_id}", response_model=TaskOut)
-    def update_task(task_id: str, update: TaskUpdate, tasks: Tasks) -> TaskOut:
+    def update_task(task_id: str, update: TaskUpdate, tasks: Tasks, actor: CurrentActor) -> TaskOut:
         """Change a task; refused (409) while a worker holds it."""
-        return TaskOut.from_row(tasks.update_task(task_id, update))
+        return TaskOut.from_row(tasks.update_task(task_id, update, actor=actor))
 
     @router.delete("/{task_id}", status_code=204)
-    def delete_task(task_id: str, tasks: Tasks) -> Response:
+    def delete_task(task_id: str, tasks: Tasks, actor: CurrentActor) -> Response:
         """Soft delete; a running task must be cancelled first (409)."""
-        tasks.delete_task(task_id)
+        tasks.delete_task(task_id, actor=actor)
         return Response(status_code=204)
 
     for action, summary in (
@@ -196,25 +226,29 @@ def _task_routes() -> APIRouter:
         )
 
     @router.get("/{task_id}/history", response_model=list[ExecutionOut])
-    def task_history(task_id: str, tasks: Tasks) -> list[ExecutionOut]:
+    def task_history(task_id: str, tasks: Tasks, actor: CurrentActor) -> list[ExecutionOut]:
         """Every attempt, oldest first."""
-        return [ExecutionOut.from_row(r) for r in tasks.get_history(task_id)]
+        return [ExecutionOut.from_row(r) for r in tasks.get_history(task_id, actor)]
 
     @router.get("/{task_id}/logs", response_model=list[LogOut])
     def task_logs(
         task_id: str,
         tasks: Tasks,
+        actor: CurrentActor,
         after: Annotated[int, Query(ge=0, description="Only lines after this log id.")] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[LogOut]:
-        return [LogOut.from_row(r) for r in tasks.get_logs(task_id, after_id=after, limit=limit)]
+        return [
+            LogOut.from_row(r)
+            for r in tasks.get_logs(task_id, after_id=after, limit=limit, actor=actor)
+        ]
 
     return router
 
 
-def _control_endpoint(action: str) -> Callable[[str, TaskService], TaskOut]:
-    def endpoint(task_id: str, tasks: Tasks) -> TaskOut:
-        return TaskOut.from_row(tasks.control_task(task_id, action))
+def _control_endpoint(action: str) -> Callable[..., TaskOut]:
+    def endpoint(task_id: str, tasks: Tasks, actor: CurrentActor) -> TaskOut:
+        return TaskOut.from_row(tasks.control_task(task_id, action, actor=actor))
 
     return endpoint
 
@@ -225,6 +259,7 @@ def _indicator_routes() -> APIRouter:
     @router.get("", response_model=list[IndicatorOut])
     def list_indicators(
         request: Request,
+        actor: CurrentActor,
         type: str | None = None,
         value: str | None = None,
         source: str | None = None,
@@ -233,6 +268,7 @@ def _indicator_routes() -> APIRouter:
     ) -> list[IndicatorOut]:
         """Stored indicators, most recently seen first."""
         runtime: Runtime = request.app.state.runtime
+        authorize(actor.principal, Permission.INDICATOR_READ)
         if type is not None and type not in indicator_types.TYPES:
             raise RequestValidationError(
                 [

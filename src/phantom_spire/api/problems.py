@@ -10,12 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from phantom_spire.api.auth import RateLimited, Unauthenticated
 from phantom_spire.errors import (
     IdempotencyConflict,
     IllegalTransition,
+    InvalidQuery,
     InvalidTaskDefinition,
     TaskNotFound,
 )
+from phantom_spire.security import PermissionDenied, ResourceHidden
 
 __all__ = ["install_problem_handlers", "problem"]
 
@@ -48,11 +51,36 @@ def install_problem_handlers(app: FastAPI) -> None:
             allowedFrom=sorted(exc.allowed),
         )
 
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        response = problem(401, "Unauthenticated", str(exc), "unauthenticated")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="phantom-spire"'
+        return response
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        response = problem(429, "Too many requests", str(exc), "rate-limited")
+        response.headers["Retry-After"] = exc.retry_after
+        return response
+
+    @app.exception_handler(PermissionDenied)
+    async def _forbidden(_: Request, exc: PermissionDenied) -> JSONResponse:
+        return problem(403, "Forbidden", str(exc), "forbidden", permission=exc.permission)
+
+    @app.exception_handler(ResourceHidden)
+    async def _hidden(_: Request, exc: ResourceHidden) -> JSONResponse:
+        return problem(404, "Not found", "not found", "not-found")
+
     @app.exception_handler(IdempotencyConflict)
     async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
         return problem(
             409, "Idempotency key reused", str(exc), "idempotency-conflict", taskId=exc.task_id
         )
+
+    @app.exception_handler(InvalidQuery)
+    async def _invalid_query(_: Request, exc: InvalidQuery) -> JSONResponse:
+        errors = [{"field": exc.field, "value": _jsonable(exc.value), "message": str(exc)}]
+        return problem(422, "Invalid query", str(exc), "invalid-query", errors=errors)
 
     @app.exception_handler(InvalidTaskDefinition)
     async def _invalid_definition(_: Request, exc: InvalidTaskDefinition) -> JSONResponse:

@@ -53,6 +53,10 @@ class TaskOut(_Out):
     updated_at: str | None
     started_at: str | None = None
     finished_at: str | None = None
+    owner: str | None = None
+    department: str | None = None
+    classification: int = Field(default=0, description="Level rank; 0 is the lowest.")
+    tlp: str = "CLEAR"
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> TaskOut:
@@ -79,6 +83,10 @@ class TaskOut(_Out):
             updated_at=iso(row["updated_at"]),
             started_at=iso(row.get("started_at")),
             finished_at=iso(row.get("finished_at")),
+            owner=row.get("owner"),
+            department=row.get("department"),
+            classification=row.get("classification") or 0,
+            tlp=row.get("tlp") or "CLEAR",
         )
 
 

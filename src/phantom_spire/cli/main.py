@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phantom_spire.cli.admin import admin_app, audit_app
 from phantom_spire.cli.client import DEFAULT_API_URL, ApiClient, ApiError
 from phantom_spire.cli.ioc import ioc_app
 
@@ -29,6 +31,8 @@ app = typer.Typer(
 )
 task_app = typer.Typer(help="Create, queue and inspect tasks.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
 app.add_typer(ioc_app, name="ioc")
 
 console = Console()
@@ -91,7 +95,9 @@ def _start_runtime(settings: Any) -> Any:
 
 
 def _client(api_url: str) -> ApiClient:
-    return ApiClient(api_url)
+    # The key comes from the environment only: a command-line flag would land in shell
+    # history and in the process list.
+    return ApiClient(api_url, api_key=os.environ.get("SPIRE_API_KEY"))
 
 
 def _fail(message: str) -> typer.Exit:
@@ -129,6 +135,15 @@ def serve(
     _configure_logging(log_level)
     settings = _load_settings()
     runtime = _start_runtime(settings)
+    first_key = runtime.identity.bootstrap_admin()
+    if first_key is not None:
+        _key_id, key = first_key
+        err_console.print(
+            "First start: created user 'admin' and its API key (shown once, stored only as a "
+            f"hash):\n\n    export SPIRE_API_KEY={key}\n",
+            highlight=False,
+            markup=False,
+        )
     app_ = create_app(runtime, run_worker=workers)
     store_name = (settings.database_url and "PostgreSQL") or f"SQLite in {settings.data_dir}"
     err_console.print(

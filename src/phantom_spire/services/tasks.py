@@ -14,16 +14,33 @@ from sqlalchemy import exc as sa_exc
 
 from phantom_spire.engine.lifecycle import Event, Priority, TaskStatus
 from phantom_spire.engine.retry import RetryPolicy
-from phantom_spire.errors import IdempotencyConflict
+from phantom_spire.errors import (
+    IdempotencyConflict,
+    InvalidQuery,
+    InvalidTaskDefinition,
+    TaskNotFound,
+)
 from phantom_spire.handlers.registry import HandlerRegistry
 from phantom_spire.ids import new_id
-from phantom_spire.store import Store
+from phantom_spire.security import (
+    DEFAULT_SCHEME,
+    ClassificationError,
+    ClassificationScheme,
+    Permission,
+    PermissionDenied,
+    Resource,
+    ResourceHidden,
+    Tlp,
+    authorize,
+    listing_scope,
+)
+from phantom_spire.services.identity import SYSTEM, Actor
+from phantom_spire.store import Store, TaskScope
+from phantom_spire.store.task_query import Page, TaskQuery
 
 __all__ = ["TaskDefinition", "TaskService", "TaskSpec", "TaskUpdate"]
 
 logger = logging.getLogger(__name__)
-
-SYSTEM_ACTOR = "system"
 
 
 class _Camel(BaseModel):
@@ -48,6 +65,10 @@ class TaskSpec(_Camel):
     definition: TaskDefinition = Field(default_factory=TaskDefinition)
     tags: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    classification: str | None = Field(
+        default=None, description="Classification level; defaults to the lowest."
+    )
+    tlp: Tlp = Field(default=Tlp.CLEAR, description="TLP 2.0 marking.")
 
 
 class TaskService:
@@ -60,18 +81,69 @@ class TaskService:
         *,
         default_timeout_ms: int,
         on_queued: Callable[[], None] | None = None,
+        scheme: ClassificationScheme = DEFAULT_SCHEME,
     ) -> None:
         self.store = store
         self.registry = registry
         self.default_timeout_ms = default_timeout_ms
         self._on_queued = on_queued or (lambda: None)
+        self.scheme = scheme
+
+    # -- authorisation ----------------------------------------------------------------------
+
+    def _resource(self, row: dict[str, Any]) -> Resource:
+        levels = self.scheme.levels
+        return Resource(
+            "task",
+            owner=row.get("owner"),
+            department=row.get("department"),
+            level=levels[min(row.get("classification") or 0, len(levels) - 1)],
+        )
+
+    def _authorize(self, actor: Actor, permission: Permission, task_id: str) -> dict[str, Any]:
+        """Load a task the actor may act on; a task above their clearance is 'not found'."""
+        row = self.store.get_task(task_id)
+        try:
+            authorize(actor.principal, permission, self._resource(row))
+        except ResourceHidden:
+            self._audit_denial(actor, permission, task_id, "clearance")
+            raise TaskNotFound(task_id) from None
+        except PermissionDenied as exc:
+            self._audit_denial(actor, permission, task_id, exc.reason)
+            raise
+        if (row.get("classification") or 0) > 0 and permission is Permission.TASK_READ:
+            self.store.record_audit(actor.audit("task.read", task_id))
+        return row
+
+    def _authorize_action(self, actor: Actor, permission: Permission) -> None:
+        try:
+            authorize(actor.principal, permission)
+        except PermissionDenied as exc:
+            self._audit_denial(actor, permission, None, exc.reason)
+            raise
+
+    def _audit_denial(
+        self, actor: Actor, permission: Permission, task_id: str | None, reason: str
+    ) -> None:
+        self.store.record_audit(
+            actor.audit(f"authz.{permission.value}", task_id, outcome="denied", reason=reason)
+        )
+
+    def scope(self, actor: Actor, permission: Permission = Permission.TASK_READ) -> TaskScope:
+        """The tasks the actor may see, for listings and counts."""
+        self._authorize_action(actor, permission)
+        listing = listing_scope(actor.principal, permission)
+        return TaskScope(listing.max_level.rank, listing.department, listing.owner)
 
     def create_task(
-        self, spec: TaskSpec, *, execute: bool = False, actor: str = SYSTEM_ACTOR
+        self, spec: TaskSpec, *, execute: bool = False, actor: Actor = SYSTEM
     ) -> dict[str, Any]:
         """Validate ``spec`` and store the task (``pending``, or ``queued`` if ``execute``)."""
-        row = self._build_row(spec, execute=execute)
-        self.store.insert_task(row, audit=_audit(actor, "task.create", row["id"], execute=execute))
+        self._authorize_action(actor, Permission.TASK_CREATE)
+        if execute:
+            self._authorize_action(actor, Permission.TASK_EXECUTE)
+        row = self._build_row(spec, execute=execute, actor=actor)
+        self.store.insert_task(row, audit=actor.audit("task.create", row["id"], execute=execute))
         logger.info(
             "created task %s (%s, %s)",
             row["id"],
@@ -83,15 +155,19 @@ class TaskService:
             self._on_queued()
         return row
 
-    def create_tasks(self, specs: list[TaskSpec], *, execute: bool = False) -> list[dict[str, Any]]:
+    def create_tasks(
+        self, specs: list[TaskSpec], *, execute: bool = False, actor: Actor = SYSTEM
+    ) -> list[dict[str, Any]]:
         """Create many tasks in one transaction."""
-        rows = [self._build_row(spec, execute=execute) for spec in specs]
+        self._authorize_action(actor, Permission.TASK_CREATE)
+        rows = [self._build_row(spec, execute=execute, actor=actor) for spec in specs]
         self.store.insert_tasks(rows)
         if execute and rows:
             self._on_queued()
         return rows
 
-    def _build_row(self, spec: TaskSpec, *, execute: bool) -> dict[str, Any]:
+    def _build_row(self, spec: TaskSpec, *, execute: bool, actor: Actor) -> dict[str, Any]:
+        level = self._classification(spec, actor)
         handler = spec.definition.handler or spec.type
         parameters = self.registry.validate_parameters(handler, spec.definition.parameters)
         now = self.store.clock()
@@ -118,7 +194,29 @@ class TaskService:
             "version": 1,
             "failures": 0,
             "first_enqueued_at": now if execute else None,
+            "owner": actor.user_id,
+            "department": actor.principal.department,
+            "classification": level,
+            "tlp": spec.tlp.value,
         }
+
+    def _classification(self, spec: TaskSpec, actor: Actor) -> int:
+        if spec.classification is None:
+            return self.scheme.lowest.rank
+        try:
+            level = self.scheme.parse(spec.classification)
+        except ClassificationError as exc:
+            raise InvalidTaskDefinition(
+                str(exc), field="classification", value=spec.classification
+            ) from None
+        if level > actor.principal.clearance:
+            # Said without naming the caller's clearance or what lies above it.
+            raise InvalidTaskDefinition(
+                f"cannot create a task classified {spec.classification!r}: above your clearance",
+                field="classification",
+                value=spec.classification,
+            )
+        return level.rank
 
     def create_task_idempotent(
         self,
@@ -126,21 +224,22 @@ class TaskService:
         key: str,
         *,
         execute: bool = False,
-        actor: str = SYSTEM_ACTOR,
+        actor: Actor = SYSTEM,
     ) -> tuple[dict[str, Any], bool]:
         """Create a task once per idempotency ``key``; return ``(task, created)``.
 
         The same key with the same body returns the first task; with a different body it is
         refused (IdempotencyConflict), so a client never mistakes one request for another.
         """
+        self._authorize_action(actor, Permission.TASK_CREATE)
         digest = _body_digest(spec, execute)
         existing = self.store.find_task_by_idempotency_key(key)
         if existing is None:
-            row = self._build_row(spec, execute=execute)
+            row = self._build_row(spec, execute=execute, actor=actor)
             row.update(idempotency_key=key, idempotency_hash=digest)
             try:
                 self.store.insert_task(
-                    row, audit=_audit(actor, "task.create", row["id"], execute=execute)
+                    row, audit=actor.audit("task.create", row["id"], execute=execute)
                 )
             except sa_exc.IntegrityError:
                 # Another request with the same key won the race: answer as it did.
@@ -151,17 +250,19 @@ class TaskService:
                 if execute:
                     self._on_queued()
                 return row, True
+        existing = self._authorize(actor, Permission.TASK_READ, existing["id"])
         if existing["idempotency_hash"] != digest:
             raise IdempotencyConflict(key, existing["id"])
         return existing, False
 
-    def execute_task(self, task_id: str, *, actor: str = SYSTEM_ACTOR) -> dict[str, Any]:
+    def execute_task(self, task_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
         """Queue a pending task for a worker."""
+        self._authorize(actor, Permission.TASK_EXECUTE, task_id)
         now = self.store.clock()
         row = self.store.transition_task(
             task_id,
             Event.EXECUTE,
-            audit=_audit(actor, "task.execute", task_id),
+            audit=actor.audit("task.execute", task_id),
             available_at=now,
             enqueued_at=now,
             first_enqueued_at=now,
@@ -169,14 +270,11 @@ class TaskService:
         self._on_queued()
         return row
 
-    def control_task(
-        self, task_id: str, action: str, *, actor: str = SYSTEM_ACTOR
-    ) -> dict[str, Any]:
+    def control_task(self, task_id: str, action: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
         """Cancel, pause, resume or retry a task, as the transition table allows."""
+        self._authorize(actor, Permission.TASK_CONTROL, task_id)
         event = _CONTROL_EVENTS[action]
-        row = self.store.control_task(
-            task_id, event, audit=_audit(actor, f"task.{action}", task_id)
-        )
+        row = self.store.control_task(task_id, event, audit=actor.audit(f"task.{action}", task_id))
         logger.info(
             "task %s: %s -> %s",
             task_id,
@@ -189,10 +287,10 @@ class TaskService:
         return row
 
     def update_task(
-        self, task_id: str, update: TaskUpdate, *, actor: str = SYSTEM_ACTOR
+        self, task_id: str, update: TaskUpdate, *, actor: Actor = SYSTEM
     ) -> dict[str, Any]:
         """Change name, priority, tags, parameters, timeout or retry policy of a task."""
-        current = self.store.get_task(task_id)
+        current = self._authorize(actor, Permission.TASK_CONTROL, task_id)
         values: dict[str, Any] = {}
         if update.name is not None:
             values["name"] = update.name
@@ -211,25 +309,27 @@ class TaskService:
             values["max_attempts"] = update.retry_policy.max_attempts
         changed = sorted(update.model_dump(exclude_none=True, by_alias=True))
         return self.store.update_task(
-            task_id, values, audit=_audit(actor, "task.update", task_id, fields=changed)
+            task_id, values, audit=actor.audit("task.update", task_id, fields=changed)
         )
 
-    def delete_task(self, task_id: str, *, actor: str = SYSTEM_ACTOR) -> dict[str, Any]:
+    def delete_task(self, task_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
         """Soft delete: hidden from listings; executions, logs and audit events are kept."""
-        return self.store.soft_delete_task(task_id, audit=_audit(actor, "task.delete", task_id))
+        self._authorize(actor, Permission.TASK_DELETE, task_id)
+        return self.store.soft_delete_task(task_id, audit=actor.audit("task.delete", task_id))
 
-    def list_dead_letters(self, *, limit: int = 100) -> list[dict[str, Any]]:
+    def list_dead_letters(self, *, limit: int = 100, actor: Actor = SYSTEM) -> list[dict[str, Any]]:
         """Tasks that ended in failure and need a person: dead-lettered (attempts ran out),
         failed (a non-retryable error) or timed out for good. Each carries its last error."""
         statuses = [TaskStatus.DEAD_LETTERED, TaskStatus.FAILED, TaskStatus.TIMED_OUT]
-        return self.store.list_tasks(statuses=statuses, limit=limit)
+        return self.store.list_tasks(statuses=statuses, limit=limit, scope=self.scope(actor))
 
-    def waiting_reason(self, row: dict[str, Any]) -> dict[str, Any] | None:
+    def waiting_reason(self, row: dict[str, Any], actor: Actor = SYSTEM) -> dict[str, Any] | None:
         """Why a task that is not running is not running (None when it is, or is done)."""
         status = row["status"]
         if status == TaskStatus.PENDING:
             return {"reason": "not_executed", "detail": "created but not executed yet"}
         if status == TaskStatus.QUEUED:
+            # Counted over every task, not only visible ones: a number, never a name.
             position = self.store.queue_position(row)
             running = self.store.count_tasks_by_status().get(TaskStatus.RUNNING, 0)
             return {
@@ -254,9 +354,9 @@ class TaskService:
             return {"reason": "scheduled", "detail": "waiting for its scheduled time"}
         return None
 
-    def get_metrics(self, task_id: str) -> dict[str, Any]:
+    def get_metrics(self, task_id: str, actor: Actor = SYSTEM) -> dict[str, Any]:
         """Queue wait, run time per attempt, attempts, resources and throughput."""
-        row = self.store.get_task(task_id)
+        row = self._authorize(actor, Permission.TASK_READ, task_id)
         executions = self.store.list_executions(task_id)
         attempts = []
         for e in executions:
@@ -286,28 +386,49 @@ class TaskService:
             "perAttempt": attempts,
         }
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
-        return self.store.get_task(task_id)
+    def get_task(self, task_id: str, actor: Actor = SYSTEM) -> dict[str, Any]:
+        return self._authorize(actor, Permission.TASK_READ, task_id)
 
     def list_tasks(
-        self, *, types: list[str], statuses: list[str], limit: int, offset: int = 0
+        self,
+        *,
+        types: list[str],
+        statuses: list[str],
+        limit: int,
+        offset: int = 0,
+        actor: Actor = SYSTEM,
     ) -> list[dict[str, Any]]:
-        return self.store.list_tasks(types=types, statuses=statuses, limit=limit, offset=offset)
+        return self.store.list_tasks(
+            types=types, statuses=statuses, limit=limit, offset=offset, scope=self.scope(actor)
+        )
 
-    def get_history(self, task_id: str) -> list[dict[str, Any]]:
-        self.store.get_task(task_id)
+    def page_tasks(
+        self, query: TaskQuery, *, actor: Actor = SYSTEM, limit: int, cursor: str | None = None
+    ) -> Page:
+        """A page of the tasks the actor may see, filtered, sorted, or searched."""
+        scope = self.scope(actor)
+        try:
+            return self.store.page_tasks(
+                query, scope, owner=actor.user_id, limit=limit, cursor=cursor
+            )
+        except ValueError as exc:  # search text without a single word
+            raise InvalidQuery(str(exc), field="q", value=query.text) from None
+
+    def get_history(self, task_id: str, actor: Actor = SYSTEM) -> list[dict[str, Any]]:
+        self._authorize(actor, Permission.TASK_READ, task_id)
         return self.store.list_executions(task_id)
 
     def get_logs(
-        self, task_id: str, *, after_id: int = 0, limit: int = 1000
+        self, task_id: str, *, after_id: int = 0, limit: int = 1000, actor: Actor = SYSTEM
     ) -> list[dict[str, Any]]:
-        self.store.get_task(task_id)
+        self._authorize(actor, Permission.TASK_READ, task_id)
         return self.store.list_logs(task_id, after_id=after_id, limit=limit)
 
-    def health(self) -> dict[str, Any]:
+    def health(self, actor: Actor = SYSTEM) -> dict[str, Any]:
+        scope = self.scope(actor)
         try:
             self.store.ping()
-            counts = self.store.count_tasks_by_status()
+            counts = self.store.count_tasks_by_status(scope)
         except Exception as exc:
             logger.exception("health check failed", extra={"event": "health_failed"})
             return {"status": "unhealthy", "store": {"ok": False, "error": type(exc).__name__}}
@@ -345,14 +466,3 @@ def _body_digest(spec: TaskSpec, execute: bool) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _audit(actor: str, action: str, task_id: str, **details: Any) -> dict[str, Any]:
-    return {
-        "actor": actor,
-        "action": action,
-        "target_type": "task",
-        "target_id": task_id,
-        "outcome": "success",
-        "details": details or None,
-    }

@@ -9,6 +9,7 @@ from phantom_spire.store.store import (
     ProgressUpdate,
     Reaped,
     Store,
+    TaskScope,
     UpsertStats,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "ProgressUpdate",
     "Reaped",
     "Store",
+    "TaskScope",
     "UpsertStats",
     "current_revision",
     "migrate",

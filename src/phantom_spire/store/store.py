@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -30,19 +31,47 @@ from phantom_spire.engine.lifecycle import (
     next_status,
     outcome_event,
 )
-from phantom_spire.errors import IllegalTransition, LeaseLost, SpireError, TaskNotFound
+from phantom_spire.errors import (
+    IllegalTransition,
+    InvalidQuery,
+    LeaseLost,
+    SpireError,
+    TaskNotFound,
+)
 from phantom_spire.ids import new_id
+from phantom_spire.security.audit_chain import (
+    GENESIS_HASH,
+    GENESIS_HEAD,
+    AuditEvent,
+    ChainedEvent,
+    ChainHead,
+    VerifyResult,
+    seal_event,
+    verify_chain,
+)
+from phantom_spire.store import task_query
 from phantom_spire.store.engine import create_engines
 from phantom_spire.store.schema import (
+    api_keys,
     audit_events,
     executions,
     indicator_sources,
     indicators,
     task_logs,
     tasks,
+    users,
 )
+from phantom_spire.store.task_query import TaskQuery
 
-__all__ = ["Claim", "IndicatorRecord", "ProgressUpdate", "Reaped", "Store", "UpsertStats"]
+__all__ = [
+    "Claim",
+    "IndicatorRecord",
+    "ProgressUpdate",
+    "Reaped",
+    "Store",
+    "TaskScope",
+    "UpsertStats",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +140,14 @@ class Store:
         clock: Clock = time.time,
         aging_points_per_minute: float = 0.0,
         aging_interval_seconds: float = 5.0,
+        audit_key: bytes | None = None,
     ) -> None:
         self.url = url
         self.clock = clock
         self.aging_points_per_minute = aging_points_per_minute
         self.aging_interval_seconds = aging_interval_seconds
         self._last_aging = float("-inf")
+        self.audit_key = audit_key
         self._write_engine, self._read_engine = create_engines(url)
         self.dialect = self._write_engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
@@ -161,10 +192,10 @@ class Store:
         with self._read() as conn:
             conn.execute(sa.text("SELECT 1"))
 
-    def count_tasks_by_status(self) -> dict[str, int]:
+    def count_tasks_by_status(self, scope: TaskScope | None = None) -> dict[str, int]:
         query = (
             sa.select(tasks.c.status, sa.func.count())
-            .where(tasks.c.deleted_at.is_(None))
+            .where(tasks.c.deleted_at.is_(None), *_scope_clauses(scope))
             .group_by(tasks.c.status)
         )
         with self._read() as conn:
@@ -195,10 +226,7 @@ class Store:
         try:
             with self._write() as conn:
                 conn.execute(sa.insert(tasks), [e.row for e in batch])
-                audits = [e.audit for e in batch if e.audit]
-                if audits:
-                    now = self.clock()
-                    conn.execute(sa.insert(audit_events), [{"at": now, **a} for a in audits])
+                self._insert_audits(conn, [e.audit for e in batch if e.audit])
         except Exception:
             if len(batch) == 1:
                 batch[0].error = sys.exc_info()[1]
@@ -232,8 +260,9 @@ class Store:
         statuses: Sequence[str] = (),
         limit: int = 100,
         offset: int = 0,
+        scope: TaskScope | None = None,
     ) -> list[Row]:
-        query = sa.select(tasks).where(tasks.c.deleted_at.is_(None))
+        query = sa.select(tasks).where(tasks.c.deleted_at.is_(None), *_scope_clauses(scope))
         if types:
             query = query.where(tasks.c.type.in_(types))
         if statuses:
@@ -241,6 +270,65 @@ class Store:
         query = query.order_by(tasks.c.id.desc()).limit(limit).offset(offset)
         with self._read() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def query_task_ids(self, query: TaskQuery, scope: TaskScope | None) -> list[str]:
+        """Ids of the tasks matching ``query`` that ``scope`` admits, in the query's order."""
+        postgres = self.is_postgres
+        stmt = sa.select(tasks.c.id).where(
+            *task_query.filter_clauses(query, postgres=postgres), *_scope_clauses(scope)
+        )
+        order = task_query.order_by(query)
+        text = task_query.text_clause(query, postgres=postgres)
+        if text is not None and postgres:
+            where, rank = text
+            stmt, order = stmt.where(where), [rank, *order]
+        elif text is not None:
+            _, ranked = text
+            stmt = stmt.join(ranked, ranked.c.task_id == tasks.c.id)
+            order = [ranked.c.rank.asc(), *order]
+        stmt = stmt.order_by(*order).limit(task_query.MAX_SNAPSHOT)
+        with self._read() as conn:
+            return [task_id for (task_id,) in conn.execute(stmt)]
+
+    def page_tasks(
+        self,
+        query: TaskQuery,
+        scope: TaskScope | None,
+        *,
+        owner: str,
+        limit: int,
+        cursor: str | None = None,
+    ) -> task_query.Page:
+        """One page of a listing; see :mod:`phantom_spire.store.task_query` on cursors."""
+        if cursor is None:
+            ids, snapshot, offset = self.query_task_ids(query, scope), None, 0
+        else:
+            snapshot, offset = _parse_cursor(cursor)
+            with self._read() as conn:
+                loaded = task_query.load_snapshot(conn, snapshot, owner)
+            if loaded is None:
+                raise InvalidQuery(
+                    f"cursor {cursor!r} is unknown or expired; start the listing again",
+                    field="cursor",
+                    value=cursor,
+                )
+            ids = loaded
+
+        page_ids = ids[offset : offset + limit]
+        stmt = sa.select(tasks).where(
+            tasks.c.id.in_(page_ids), tasks.c.deleted_at.is_(None), *_scope_clauses(scope)
+        )
+        with self._read() as conn:
+            found = {r["id"]: dict(r) for r in conn.execute(stmt).mappings()}
+        rows = [found[i] for i in page_ids if i in found]
+
+        next_offset = offset + limit
+        if next_offset >= len(ids):
+            return task_query.Page(rows, None)
+        if snapshot is None:
+            with self._write() as conn:
+                snapshot = task_query.store_snapshot(conn, owner, ids, self.clock())
+        return task_query.Page(rows, f"{snapshot}.{next_offset}")
 
     def transition_task(
         self,
@@ -675,18 +763,157 @@ class Store:
     # -- audit -----------------------------------------------------------------------------
 
     def _insert_audit(self, conn: sa.Connection, event: Row) -> None:
-        conn.execute(sa.insert(audit_events).values(at=self.clock(), **event))
+        self._insert_audits(conn, [event])
+
+    def _insert_audits(self, conn: sa.Connection, events: Sequence[Row]) -> None:
+        """Append events to the hash chain, inside the caller's transaction.
+
+        Each event's id is the previous id plus one and its hash covers the previous hash,
+        so the chain can only grow by this path. PostgreSQL writers take a transaction-scoped
+        advisory lock so two of them cannot append after the same head; SQLite's single
+        writer gives that already.
+        """
+        if not events:
+            return
+        if self.is_postgres:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+        last = conn.execute(
+            sa.select(audit_events.c.id, audit_events.c.hash)
+            .order_by(audit_events.c.id.desc())
+            .limit(1)
+        ).first()
+        head = GENESIS_HEAD if last is None else ChainHead(last.id, last.hash or GENESIS_HASH)
+        rows = []
+        for event in events:
+            now = self.clock()
+            target_type = event.get("target_type", "task")
+            sealed = seal_event(
+                head,
+                time=datetime.fromtimestamp(now, UTC),
+                actor=event["actor"],
+                action=event["action"],
+                target=_audit_target(target_type, event.get("target_id")),
+                outcome=event["outcome"],
+                key_id=event.get("key_id"),
+                request_id=event.get("request_id"),
+                source_address=event.get("source_address"),
+                details=event.get("details") or {},
+                chain_key=self.audit_key,
+            )
+            rows.append(
+                {
+                    "id": sealed.event.id,
+                    "at": now,
+                    "actor": sealed.event.actor,
+                    "action": sealed.event.action,
+                    "target_type": target_type,
+                    "target_id": event.get("target_id"),
+                    "outcome": sealed.event.outcome,
+                    "details": dict(sealed.event.details),
+                    "key_id": sealed.event.key_id,
+                    "request_id": sealed.event.request_id,
+                    "source_address": sealed.event.source_address,
+                    "prev_hash": sealed.prev_hash,
+                    "hash": sealed.hash,
+                }
+            )
+            head = sealed.head
+        conn.execute(sa.insert(audit_events), rows)
 
     def record_audit(self, event: Row) -> None:
         with self._write() as conn:
             self._insert_audit(conn, event)
 
-    def list_audit(self, *, target_id: str | None = None, limit: int = 100) -> list[Row]:
-        query = sa.select(audit_events).order_by(audit_events.c.id).limit(limit)
-        if target_id:
-            query = query.where(audit_events.c.target_id == target_id)
+    def list_audit(
+        self,
+        *,
+        target_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Row]:
+        query = (
+            sa.select(audit_events)
+            .where(audit_events.c.id > after_id)
+            .order_by(audit_events.c.id)
+            .limit(limit)
+        )
+        for column, value in (
+            (audit_events.c.target_id, target_id),
+            (audit_events.c.actor, actor),
+            (audit_events.c.action, action),
+            (audit_events.c.outcome, outcome),
+        ):
+            if value is not None:
+                query = query.where(column == value)
         with self._read() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def verify_audit(self) -> VerifyResult:
+        """Check the whole audit chain; the result names the first bad event."""
+        with self._read() as conn:
+            rows = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(audit_events).order_by(audit_events.c.id)
+                ).mappings()
+            ]
+        chained: list[ChainedEvent] = []
+        for index, row in enumerate(rows):
+            try:
+                chained.append(_chained_event(row))
+            except (ValueError, TypeError) as exc:
+                # A row too damaged to rebuild (an emptied actor, a bad hash) is the
+                # first bad event if nothing before it failed.
+                earlier = verify_chain(chained, key=self.audit_key)
+                if not earlier.ok:
+                    return earlier
+                return VerifyResult(
+                    ok=False,
+                    checked=index,
+                    head=earlier.head,
+                    first_bad_id=row["id"],
+                    first_bad_index=index,
+                    reason=f"event {row['id']} cannot be read back: {exc}",
+                )
+        return verify_chain(chained, key=self.audit_key)
+
+    # -- users and API keys ----------------------------------------------------------------
+
+    def insert_user(self, row: Row) -> None:
+        with self._write() as conn:
+            conn.execute(sa.insert(users).values(created_at=self.clock(), **row))
+
+    def get_user(self, user_id: str) -> Row | None:
+        with self._read() as conn:
+            found = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
+        return dict(found) if found else None
+
+    def count_users(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
+
+    def save_api_key(self, row: Row, *, audit: Row | None = None) -> None:
+        """Insert a key record, or update it (revocation, rotation) if its id exists."""
+        with self._write() as conn:
+            updated = conn.execute(
+                sa.update(api_keys).where(api_keys.c.key_id == row["key_id"]).values(**row)
+            )
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(api_keys).values(**row))
+            if audit:
+                self._insert_audit(conn, audit)
+
+    def get_api_key(self, key_id: str) -> Row | None:
+        with self._read() as conn:
+            found = (
+                conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))
+                .mappings()
+                .first()
+            )
+        return dict(found) if found else None
 
     # -- indicators ------------------------------------------------------------------------
 
@@ -875,6 +1102,62 @@ _TERMINAL = frozenset(
     }
 )
 _NOT_HELD_STATES = frozenset(str(s) for s in TaskStatus if s not in HELD_STATES)
+
+
+def _parse_cursor(cursor: str) -> tuple[str, int]:
+    snapshot, _, offset = cursor.rpartition(".")
+    if not snapshot or not offset.isdigit():
+        raise InvalidQuery(
+            f"cursor {cursor!r} is not one this server issued", field="cursor", value=cursor
+        )
+    return snapshot, int(offset)
+
+
+class TaskScope(NamedTuple):
+    """Which tasks a caller may see: at most ``max_level``; with ``department`` set, only that
+    department's tasks, unscoped ones, and the caller's own (``owner``)."""
+
+    max_level: int
+    department: str | None
+    owner: str | None
+
+
+def _scope_clauses(scope: TaskScope | None) -> list[Any]:
+    if scope is None:
+        return []
+    clauses: list[Any] = [tasks.c.classification <= scope.max_level]
+    if scope.department is not None:
+        clauses.append(
+            sa.or_(
+                tasks.c.department.is_(None),
+                tasks.c.department == scope.department,
+                tasks.c.owner == scope.owner,
+            )
+        )
+    return clauses
+
+
+_AUDIT_LOCK_KEY = 0x5350_4952_4541  # "SPIREA": the audit chain's advisory lock
+
+
+def _audit_target(target_type: str, target_id: str | None) -> str | None:
+    return None if target_id is None else f"{target_type}/{target_id}"
+
+
+def _chained_event(row: Row) -> ChainedEvent:
+    event = AuditEvent(
+        id=row["id"],
+        time=datetime.fromtimestamp(row["at"], UTC),
+        actor=row["actor"],
+        action=row["action"],
+        target=_audit_target(row["target_type"], row["target_id"]),
+        outcome=row["outcome"],
+        key_id=row["key_id"],
+        request_id=row["request_id"],
+        source_address=row["source_address"],
+        details=row["details"] or {},
+    )
+    return ChainedEvent(event, row["prev_hash"] or "", row["hash"] or "")
 
 
 @dataclass
