@@ -26,6 +26,7 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("GET", "/api/v1/tasks"): P.TASK_READ,
     ("POST", "/api/v1/tasks"): P.TASK_CREATE,
     ("GET", "/api/v1/tasks/system/health"): P.TASK_READ,
+    ("GET", "/api/v1/tasks/search"): P.TASK_READ,
     ("GET", "/api/v1/tasks/dead-letters"): P.TASK_READ,
     ("GET", "/api/v1/tasks/{task_id}"): P.TASK_READ,
     ("PUT", "/api/v1/tasks/{task_id}"): P.TASK_CONTROL,
@@ -46,6 +47,16 @@ ROUTES: dict[tuple[str, str], Permission] = {
     ("POST", "/api/v1/admin/keys"): P.ADMIN_KEYS,
     ("POST", "/api/v1/admin/keys/{key_id}/revoke"): P.ADMIN_KEYS,
     ("POST", "/api/v1/admin/keys/{key_id}/rotate"): P.ADMIN_KEYS,
+    ("GET", "/api/v1/workflows/templates"): P.WORKFLOW_READ,
+    ("POST", "/api/v1/workflows"): P.WORKFLOW_RUN,
+    ("GET", "/api/v1/workflows/{workflow_id}"): P.WORKFLOW_READ,
+    ("POST", "/api/v1/workflows/{workflow_id}/steps/{step}/approve"): P.WORKFLOW_RUN,
+    ("POST", "/api/v1/workflows/{workflow_id}/steps/{step}/reject"): P.WORKFLOW_RUN,
+    ("GET", "/api/v1/tasks/scheduled"): P.SCHEDULE_READ,
+    ("POST", "/api/v1/tasks/{task_id}/schedule"): P.SCHEDULE_MANAGE,
+    ("GET", "/api/v1/tasks/{task_id}/schedule"): P.SCHEDULE_READ,
+    ("DELETE", "/api/v1/tasks/{task_id}/schedule"): P.SCHEDULE_MANAGE,
+    ("POST", "/api/v1/events"): P.SCHEDULE_MANAGE,
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/tasks"): {"name": "m", "type": "noop"},
@@ -54,6 +65,16 @@ BODIES: dict[tuple[str, str], Any] = {
         "id": "made-by-matrix", "role": "viewer", "department": "soc", "clearance": "UNCLASSIFIED"
     },
     ("POST", "/api/v1/admin/keys"): {"userId": "admin"},
+    ("POST", "/api/v1/workflows"): {
+        "template": "INCIDENT_RESPONSE",
+        "parameters": {"incidentId": "IR-1", "severity": "low", "affectedSystems": ["h1"]},
+    },
+    ("POST", "/api/v1/workflows/{workflow_id}/steps/{step}/approve"): {"note": "ok"},
+    ("POST", "/api/v1/workflows/{workflow_id}/steps/{step}/reject"): {"note": "no"},
+    ("POST", "/api/v1/tasks/{task_id}/schedule"): {
+        "type": "once", "runAt": "2030-01-01T00:00:00Z"
+    },
+    ("POST", "/api/v1/events"): {"type": "data_change", "source": "matrix"},
 }  # fmt: skip
 
 
@@ -122,8 +143,14 @@ def test_every_route_allows_exactly_the_roles_the_permission_table_grants(
     for (method, path), permission in ROUTES.items():
         task = world.task()
         key_id = world.runtime.identity.issue_key(SYSTEM, "viewer-user")[0]
-        url = path.replace("{task_id}", task["id"]).replace("{key_id}", key_id)
-        response = client.request(method, url, json=BODIES.get((method, path)))
+        url = (
+            path.replace("{task_id}", task["id"])
+            .replace("{key_id}", key_id)
+            .replace("{workflow_id}", "no-such-workflow")
+            .replace("{step}", "approve")
+        )
+        params = {"q": "t"} if path.endswith("/search") else None
+        response = client.request(method, url, json=BODIES.get((method, path)), params=params)
         if permission in allowed_permissions:
             assert response.status_code != 403, (role, method, path, response.text)
             assert response.status_code < 500, (role, method, path, response.text)

@@ -97,6 +97,7 @@ class ScheduleService:
 
     def get_schedule(self, task_id: str, *, actor: Actor = SYSTEM) -> dict[str, Any]:
         authorize(actor.principal, Permission.SCHEDULE_READ)
+        self.tasks._authorize(actor, Permission.TASK_READ, task_id)  # 404 above clearance
         return self.describe(self.store.get_schedule_for_task(task_id))
 
     def list_scheduled(
@@ -104,11 +105,18 @@ class ScheduleService:
     ) -> list[dict[str, Any]]:
         authorize(actor.principal, Permission.SCHEDULE_READ)
         statuses = ("active", "broken", "finished") if include_finished else ("active", "broken")
-        return [self.describe(r) for r in self.store.list_schedules(statuses=statuses)]
+        rows = self.store.list_schedules(statuses=statuses)
+        visible = set(
+            self.tasks.store.statuses_of_visible(
+                [r["task_id"] for r in rows], self.tasks.scope(actor)
+            )
+        )
+        return [self.describe(r) for r in rows if r["task_id"] in visible]
 
     def fire_times(self, task_id: str, n: int = 10, *, actor: Actor = SYSTEM) -> list[str]:
         """The next ``n`` fire times of a task's schedule, ISO 8601 in UTC."""
         authorize(actor.principal, Permission.SCHEDULE_READ)
+        self.tasks._authorize(actor, Permission.TASK_READ, task_id)
         row = self.store.get_schedule_for_task(task_id)
         spec = parse_schedule_spec(row["spec"])
         after = row["last_fire_at"] or row["created_at"]

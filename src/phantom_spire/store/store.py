@@ -414,6 +414,18 @@ class Store:
         with self._read() as conn:
             return {task_id: status for task_id, status in conn.execute(query)}
 
+    def statuses_of_visible(
+        self, task_ids: Sequence[str], scope: TaskScope | None
+    ) -> dict[str, str]:
+        """Like :meth:`statuses_of`, leaving out tasks ``scope`` does not admit."""
+        if not task_ids:
+            return {}
+        query = sa.select(tasks.c.id, tasks.c.status).where(
+            tasks.c.id.in_(list(task_ids)), tasks.c.deleted_at.is_(None), *_scope_clauses(scope)
+        )
+        with self._read() as conn:
+            return {task_id: status for task_id, status in conn.execute(query)}
+
     def queue_position(self, row: Row) -> int:
         """How many queued tasks a worker will take before this one (0: next)."""
         ahead = sa.or_(
