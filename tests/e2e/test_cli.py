@@ -26,7 +26,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpireServer]:
     "command",
     [[], ["serve"], ["worker"], ["migrate"], ["ingest"], ["indicators"], ["task"],
      ["task", "cancel"], ["task", "pause"], ["task", "resume"], ["task", "retry"],
-     ["task", "update"], ["task", "delete"], ["task", "dead-letters"],
+     ["task", "update"], ["task", "delete"], ["task", "dead-letters"], ["task", "search"],
+     ["admin"], ["admin", "bootstrap"], ["admin", "create-user"], ["admin", "create-key"],
+     ["admin", "revoke-key"], ["admin", "rotate-key"], ["audit"], ["audit", "verify"],
+     ["audit", "list"],
      ["task", "create"], ["task", "list"], ["task", "show"], ["task", "execute"],
      ["task", "logs"]],
 )  # fmt: skip
@@ -153,3 +156,68 @@ def test_dead_letters_lists_a_failed_task(server: SpireServer) -> None:
 def test_ingest_of_a_directory_says_so(server: SpireServer, tmp_path: Path) -> None:
     result = server.cli("ingest", str(tmp_path))
     assert result.returncode == 1 and "is a directory" in result.stderr
+
+
+def test_task_list_filters_sorts_and_follows_pages(server: SpireServer) -> None:
+    for name in ("alpha", "bravo", "charlie"):
+        server.cli("task", "create", "--type", "noop", "--name", name, "--priority", "low")
+    result = server.cli(
+        "task",
+        "list",
+        "--priority",
+        "low",
+        "--sort",
+        "name:asc",
+        "--limit",
+        "1",
+        "--all",
+        "--json",
+    )
+    listed = [t["name"] for t in json.loads(result.stdout)]
+    assert listed[:3] == ["alpha", "bravo", "charlie"]
+
+
+def test_task_search_finds_by_name(server: SpireServer) -> None:
+    server.cli("task", "create", "--type", "noop", "--name", "beacon hunt quarterly")
+    found = json.loads(server.cli("task", "search", "beacon hunt", "--json").stdout)
+    assert [t["name"] for t in found] == ["beacon hunt quarterly"]
+
+
+def test_audit_verify_reports_an_intact_trail(server: SpireServer) -> None:
+    result = server.cli("audit", "verify")
+    assert result.returncode == 0 and "audit trail intact" in result.stdout
+
+
+def test_cli_without_a_key_explains_how_to_get_one(server: SpireServer) -> None:
+    env_key = server.env.pop("SPIRE_API_KEY")
+    try:
+        result = server.cli("task", "list")
+    finally:
+        server.env["SPIRE_API_KEY"] = env_key
+    assert result.returncode == 1
+    assert "HTTP 401" in result.stderr and "SPIRE_API_KEY" in result.stderr
+
+
+def test_admin_creates_users_and_keys_on_the_engine_host(server: SpireServer) -> None:
+    made = server.cli(
+        "admin",
+        "create-user",
+        "casey",
+        "--role",
+        "viewer",
+        "--department",
+        "soc",
+        "--clearance",
+        "CONFIDENTIAL",
+    )
+    key = server.cli("admin", "create-key", "casey")
+    assert made.returncode == 0 and key.returncode == 0
+    viewer_env = {**server.env, "SPIRE_API_KEY": key.stdout.strip()}
+    server.env, saved = viewer_env, server.env
+    try:
+        denied = server.cli("task", "create", "--type", "noop")
+        allowed = server.cli("task", "list")
+    finally:
+        server.env = saved
+    assert denied.returncode == 1 and "HTTP 403" in denied.stderr and "task:create" in denied.stderr
+    assert allowed.returncode == 0

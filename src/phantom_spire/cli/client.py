@@ -25,6 +25,11 @@ class ApiClient:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.raw(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response itself (for its headers); errors raise ApiError as in request()."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -34,7 +39,7 @@ class ApiClient:
             ) from exc
         if response.status_code >= 400:
             raise ApiError(_describe_problem(response))
-        return response.json() if response.content else None
+        return response
 
     def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
@@ -51,4 +56,6 @@ def _describe_problem(response: httpx.Response) -> str:
     except ValueError:
         return f"HTTP {response.status_code}: {response.text[:500]}"
     detail = body.get("detail") or body.get("title") or body
+    if response.status_code == 401:
+        detail = f"{detail}; export SPIRE_API_KEY=<your key> (`spire serve` prints the first one)"
     return f"HTTP {response.status_code}: {detail}"

@@ -251,12 +251,63 @@ def task_create(
 def task_list(
     type: Annotated[list[str] | None, typer.Option("--type", help="Filter by type.")] = None,
     status: Annotated[list[str] | None, typer.Option("--status", help="Filter by status.")] = None,
+    priority: Annotated[list[str] | None, typer.Option(help="Filter by priority.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Filter by tag.")] = None,
+    all_tags: Annotated[bool, typer.Option("--all-tags", help="Need every --tag.")] = False,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's tasks.")] = None,
+    department: Annotated[str | None, typer.Option(help="Only this department.")] = None,
+    sort: Annotated[
+        list[str] | None, typer.Option(help="Sort key, e.g. priority:desc (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Tasks per page.")] = 50,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks (newest first unless --sort), filtered."""
+    params = {
+        "type": type, "status": status, "priority": priority, "tag": tag,
+        "tagMode": "all" if all_tags else None, "owner": owner, "department": department,
+        "sort": sort, "limit": limit,
+    }  # fmt: skip
+    _print_tasks(_fetch_pages(api_url, "/tasks", params, all_pages), as_json)
+
+
+@task_app.command("search")
+def task_search(
+    query: Annotated[str, typer.Argument(help="Words to find (taken literally).")],
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="name, tags or metadata.description (repeatable)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     api_url: ApiUrl = DEFAULT_API_URL,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tasks, newest first."""
-    rows = _call(_client(api_url).get, "/tasks", type=type, status=status, limit=limit)
+    """Full-text search over task names, tags and descriptions, best match first."""
+    params = {"q": query, "fields": field, "limit": limit}
+    _print_tasks(_fetch_pages(api_url, "/tasks/search", params, False), as_json)
+
+
+def _fetch_pages(
+    api_url: str, path: str, params: dict[str, Any], all_pages: bool
+) -> list[dict[str, Any]]:
+    client = _client(api_url)
+    clean = {k: v for k, v in params.items() if v is not None}
+    rows: list[dict[str, Any]] = []
+    while True:
+        try:
+            response = client.raw("GET", path, params=clean)
+        except ApiError as exc:
+            raise _fail(str(exc)) from None
+        rows.extend(response.json())
+        cursor = response.headers.get("X-Next-Cursor")
+        if not all_pages or not cursor:
+            return rows
+        clean["cursor"] = cursor
+
+
+def _print_tasks(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
