@@ -120,7 +120,7 @@ def test_spire_ingest_prints_the_quality_report(server: SpireServer) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "duplicates: 2 repeated within the feed, 0 already in the store" in result.stdout
-    assert "anomaly futureTimestamps: 1 records" in result.stdout
+    assert "anomaly futureTimestamps: 1 record has a first or last seen time" in result.stdout
 
 
 def test_spire_ingest_json_carries_the_quality_report(server: SpireServer) -> None:

@@ -297,13 +297,17 @@ def anomalies(
             {
                 "flag": "futureTimestamps",
                 "message": (
-                    f"{tally.future_records} records have a first or last seen time more than "
+                    f"{_records(tally.future_records)} a first or last seen time more than "
                     f"{tolerance} in the future"
                 ),
                 "value": tally.future_records,
             }
         )
     return flags
+
+
+def _records(n: int) -> str:
+    return f"{n} record has" if n == 1 else f"{n} records have"
 
 
 def volume_flag(accepted: int, history: Sequence[int], factor: float) -> dict[str, Any] | None:
