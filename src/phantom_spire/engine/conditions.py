@@ -81,7 +81,7 @@ def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
     context = cel.Context(variables=dict(variables), functions=_FUNCTIONS)
     try:
         return program.execute(context)
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except (RuntimeError, TypeError, ValueError, KeyError, IndexError, ArithmeticError) as exc:
         raise ConditionError(expression, _first_line(exc)) from exc
 
 

@@ -28,6 +28,7 @@ Nothing here touches the store: :mod:`phantom_spire.store.workflow_store` applie
 from __future__ import annotations
 
 import logging
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -159,7 +160,7 @@ class WorkflowDefinition(_Camel):
     @model_validator(mode="after")
     def _check_graph(self) -> WorkflowDefinition:
         ids = [s.id for s in self.steps]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
         if duplicates:
             raise ValueError(f"step ids must be unique; repeated: {duplicates!r}")
         known = set(ids)
@@ -197,7 +198,10 @@ class WorkflowDefinition(_Camel):
         return definition
 
     def step(self, step_id: str) -> StepSpec:
-        return next(s for s in self.steps if s.id == step_id)
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = self.__dict__["_index"] = {s.id: s for s in self.steps}
+        return index[step_id]
 
     def _check_expressions(self) -> None:
         for step in self.steps:
@@ -365,15 +369,21 @@ def plan_tasks(definition: WorkflowDefinition, params: dict[str, Any]) -> list[P
 
 
 def _topological(definition: WorkflowDefinition) -> list[StepSpec]:
+    """Kahn's algorithm, keeping the written order among steps that are ready together."""
+    waiting = {s.id: len(set(s.depends_on)) for s in definition.steps}
+    dependants: dict[str, list[str]] = {s.id: [] for s in definition.steps}
+    for step in definition.steps:
+        for up in set(step.depends_on):
+            dependants[up].append(step.id)
+    ready = deque(s.id for s in definition.steps if waiting[s.id] == 0)
     order: list[StepSpec] = []
-    placed: set[str] = set()
-    remaining = list(definition.steps)
-    while remaining:
-        # Acyclic (checked at parse), so every pass places at least one step.
-        ready = [s for s in remaining if all(d in placed for d in s.depends_on)]
-        order.extend(ready)
-        placed.update(s.id for s in ready)
-        remaining = [s for s in remaining if s.id not in placed]
+    while ready:
+        step_id = ready.popleft()
+        order.append(definition.step(step_id))
+        for down in dependants[step_id]:
+            waiting[down] -= 1
+            if waiting[down] == 0:
+                ready.append(down)
     return order
 
 

@@ -258,11 +258,18 @@ class WorkflowStore:
     def _release_dependants(
         self, conn: sa.Connection, row: Row, link: Row, definition: WorkflowDefinition
     ) -> None:
-        query = (
-            sa.select(workflow_tasks)
-            .join(task_dependencies, task_dependencies.c.task_id == workflow_tasks.c.task_id)
-            .where(task_dependencies.c.depends_on_id == row["id"])
+        # Two indexed lookups rather than a join: SQLite's planner would otherwise scan
+        # workflow_tasks and make each finished task cost the size of the graph.
+        ids = list(
+            conn.execute(
+                sa.select(task_dependencies.c.task_id).where(
+                    task_dependencies.c.depends_on_id == row["id"]
+                )
+            ).scalars()
         )
+        if not ids:
+            return
+        query = sa.select(workflow_tasks).where(workflow_tasks.c.task_id.in_(ids))
         dependants = [dict(r) for r in conn.execute(query).mappings()]
         chosen = _branch_choice(row) if link["kind"] == "branch" else None
         for dep in dependants:
@@ -385,7 +392,7 @@ class WorkflowStore:
             return
         ready = conn.execute(
             sa.select(workflow_tasks.c.task_id)
-            .where(workflow_tasks.c.workflow_id == workflow_id, workflow_tasks.c.ready.is_(True))
+            .where(workflow_tasks.c.workflow_id == workflow_id, workflow_tasks.c.ready == sa.true())
             .order_by(workflow_tasks.c.seq)
             .limit(free)
         ).scalars()
