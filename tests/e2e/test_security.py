@@ -161,7 +161,10 @@ def test_every_route_allows_exactly_the_roles_the_permission_table_grants(
 
 def test_no_listing_count_or_read_reveals_tasks_above_clearance(world: World) -> None:
     levels = world.runtime.scheme.levels
-    ids = {level.rank: world.task(classification=level.name)["id"] for level in levels}
+    ids = {
+        level.rank: world.task(classification=level.name, name=f"beacon {level.name}")["id"]
+        for level in levels
+    }
     missing = world.client("analyst-0").get("/api/v1/tasks/no-such-task").json()
 
     for clearance in levels:
@@ -171,6 +174,16 @@ def test_no_listing_count_or_read_reveals_tasks_above_clearance(world: World) ->
         assert visible == expected
         health = client.get("/api/v1/tasks/system/health").json()
         assert sum(health["tasks"].values()) == len(expected)
+        hits = client.get("/api/v1/tasks/search", params={"q": "beacon"}).json()
+        assert {t["id"] for t in hits} == expected
+        paged = client.get("/api/v1/tasks", params={"limit": 1})
+        seen = [t["id"] for t in paged.json()]
+        while "X-Next-Cursor" in paged.headers:
+            paged = client.get(
+                "/api/v1/tasks", params={"limit": 1, "cursor": paged.headers["X-Next-Cursor"]}
+            )
+            seen += [t["id"] for t in paged.json()]
+        assert set(seen) == expected
         for rank, task_id in ids.items():
             response = client.get(f"/api/v1/tasks/{task_id}")
             if rank <= clearance.rank:
@@ -311,3 +324,18 @@ def test_inserted_forged_audit_event_is_detected(world: World) -> None:
         conn.execute(sa.insert(audit_events).values(**{**forged, "id": ids[3]}))
     result = world.client("auditor-user").get("/api/v1/audit/verify").json()
     assert result["ok"] is False and result["firstBadId"] in (ids[3], ids[3] + 1000)
+
+
+def test_openapi_document_declares_the_key_schemes_on_every_route(world: World) -> None:
+    spec = world.app.openapi()
+    assert set(spec["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("security"), (method, path)
+
+
+def test_listing_classified_tasks_is_audited(world: World) -> None:
+    world.task(classification="SECRET")
+    world.client("analyst-3").get("/api/v1/tasks")
+    (event,) = world.runtime.store.list_audit(action="task.list")
+    assert event["actor"] == "analyst-3" and event["details"] == {"classified": 1}

@@ -408,11 +408,15 @@ class TaskService:
         """A page of the tasks the actor may see, filtered, sorted, or searched."""
         scope = self.scope(actor)
         try:
-            return self.store.page_tasks(
+            page = self.store.page_tasks(
                 query, scope, owner=actor.user_id, limit=limit, cursor=cursor
             )
         except ValueError as exc:  # search text without a single word
             raise InvalidQuery(str(exc), field="q", value=query.text) from None
+        classified = sum(1 for r in page.rows if (r.get("classification") or 0) > 0)
+        if classified:
+            self.store.record_audit(actor.audit("task.list", None, classified=classified))
+        return page
 
     def get_history(self, task_id: str, actor: Actor = SYSTEM) -> list[dict[str, Any]]:
         self._authorize(actor, Permission.TASK_READ, task_id)
