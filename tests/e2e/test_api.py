@@ -310,3 +310,23 @@ def test_dead_letter_list_shows_failed_tasks_with_their_error(client: TestClient
     assert [(t["id"], t["error"]) for t in letters] == [
         (task["id"], "failed on request (fail=true)")
     ]
+
+
+def test_indicators_filter_by_tag_and_seen_after(client: TestClient) -> None:
+    body = {
+        "name": "sample csv",
+        "type": "data_ingestion",
+        "definition": {"parameters": {"source": str(SAMPLE_FEEDS / "sample_iocs.csv")}},
+    }
+    wait_final(client, client.post("/api/v1/tasks?execute=true", json=body).json()["id"])
+    everything = client.get("/api/v1/indicators").json()
+    tagged = {i["value"] for i in everything if "private" in i["tags"]}
+
+    by_tag = client.get("/api/v1/indicators", params={"tag": "private"}).json()
+    future = client.get("/api/v1/indicators", params={"seenAfter": "2999-01-01T00:00:00Z"})
+    past = client.get("/api/v1/indicators", params={"seenAfter": "2000-01-01T00:00:00Z"})
+    naive = client.get("/api/v1/indicators", params={"seenAfter": "2000-01-01T00:00:00"})
+
+    assert tagged and {i["value"] for i in by_tag} == tagged
+    assert future.json() == [] and len(past.json()) == len(everything)
+    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "seenAfter"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
@@ -25,6 +26,7 @@ from phantom_spire.api.schemas import (
     TaskStatusOut,
 )
 from phantom_spire.cti import indicators as indicator_types
+from phantom_spire.errors import InvalidQuery
 from phantom_spire.runtime import Runtime
 from phantom_spire.security import Permission, authorize
 from phantom_spire.services.tasks import TaskService, TaskSpec, TaskUpdate
@@ -79,6 +81,18 @@ Tasks = Annotated[TaskService, Depends(_tasks)]
 def _split(values: list[str] | None) -> list[str]:
     """Accept both ``?status=a&status=b`` and ``?status=a,b``."""
     return [v for item in values or [] for v in item.split(",") if v]
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise InvalidQuery(
+            f"time {moment.isoformat()!r} has no time zone; add Z or an offset",
+            field="seenAfter",
+            value=moment.isoformat(),
+        )
+    return moment.timestamp()
 
 
 def _set_cursor(response: Response, cursor: str | None) -> None:
@@ -263,6 +277,10 @@ def _indicator_routes() -> APIRouter:
         type: str | None = None,
         value: str | None = None,
         source: str | None = None,
+        tag: Annotated[str | None, Query(max_length=200, description="e.g. private")] = None,
+        seen_after: Annotated[
+            datetime | None, Query(alias="seenAfter", description="Last seen at or after.")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[IndicatorOut]:
@@ -288,7 +306,13 @@ def _indicator_routes() -> APIRouter:
             except indicator_types.InvalidIndicator:
                 pass
         rows = runtime.store.list_indicators(
-            type=type, value=value, source=source, limit=limit, offset=offset
+            type=type,
+            value=value,
+            source=source,
+            limit=limit,
+            offset=offset,
+            tag=tag,
+            seen_after=_epoch(seen_after),
         )
         return [IndicatorOut.from_row(r) for r in rows]
 

@@ -582,13 +582,24 @@ def indicators(
     type: Annotated[str | None, typer.Option("--type", help="Only this indicator type.")] = None,
     value: Annotated[str | None, typer.Option(help="Exact (normalised) value.")] = None,
     source: Annotated[str | None, typer.Option(help="Only from this source.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only with this tag, e.g. private.")] = None,
+    seen_after: Annotated[
+        str | None, typer.Option(help="Last seen at or after, ISO 8601 with zone.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     api_url: ApiUrl = DEFAULT_API_URL,
     as_json: JsonFlag = False,
 ) -> None:
     """List stored indicators, most recently seen first."""
     rows = _call(
-        _client(api_url).get, "/indicators", type=type, value=value, source=source, limit=limit
+        _client(api_url).get,
+        "/indicators",
+        type=type,
+        value=value,
+        source=source,
+        tag=tag,
+        seenAfter=seen_after,
+        limit=limit,
     )
     if as_json:
         _print_json(rows)

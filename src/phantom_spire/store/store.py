@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.postgresql import JSONB
 
 from phantom_spire.engine.lifecycle import (
     HELD_STATES,
@@ -1051,11 +1052,14 @@ class Store:
         value: str | None = None,
         source: str | None = None,
         seen_after: float | None = None,
+        tag: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Row]:
         """Indicators with their sources, newest sighting first."""
         query = sa.select(indicators)
+        if tag:
+            query = query.where(self._json_array_contains(indicators.c.tags, tag))
         if type:
             query = query.where(indicators.c.type == type)
         if value:
@@ -1079,6 +1083,12 @@ class Store:
         for row in rows:
             row["sources"] = sources.get(row["id"], [])
         return rows
+
+    def _json_array_contains(self, column: Any, item: str) -> Any:
+        if self.is_postgres:
+            return sa.type_coerce(column, JSONB).contains([item])
+        each = sa.func.json_each(column).table_valued("value")
+        return sa.exists(sa.select(1).select_from(each).where(each.c.value == item))
 
     def _sources_of(self, conn: sa.Connection, ids: list[int]) -> dict[int, list[str]]:
         if not ids:
