@@ -16,7 +16,7 @@ from phantom_spire import __version__
 from phantom_spire.api import routes_workflows
 from phantom_spire.api.auth import CurrentActor
 from phantom_spire.api.problems import install_problem_handlers
-from phantom_spire.api.queries import TaskFilters
+from phantom_spire.api.queries import TaskFilters, epoch_of, split_values
 from phantom_spire.api.routes_admin import admin_routes, audit_routes
 from phantom_spire.api.schemas import (
     ExecutionOut,
@@ -26,7 +26,6 @@ from phantom_spire.api.schemas import (
     TaskStatusOut,
 )
 from phantom_spire.cti import indicators as indicator_types
-from phantom_spire.errors import InvalidQuery
 from phantom_spire.runtime import Runtime
 from phantom_spire.security import Permission, authorize
 from phantom_spire.services.tasks import TaskService, TaskSpec, TaskUpdate
@@ -76,23 +75,6 @@ def _tasks(request: Request) -> TaskService:
 
 
 Tasks = Annotated[TaskService, Depends(_tasks)]
-
-
-def _split(values: list[str] | None) -> list[str]:
-    """Accept both ``?status=a&status=b`` and ``?status=a,b``."""
-    return [v for item in values or [] for v in item.split(",") if v]
-
-
-def _epoch(moment: datetime | None) -> float | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise InvalidQuery(
-            f"time {moment.isoformat()!r} has no time zone; add Z or an offset",
-            field="seenAfter",
-            value=moment.isoformat(),
-        )
-    return moment.timestamp()
 
 
 def _set_cursor(response: Response, cursor: str | None) -> None:
@@ -171,7 +153,7 @@ def _task_routes() -> APIRouter:
     ) -> list[TaskOut]:
         """Full-text search over tasks, best match first. Every character of ``q`` is taken
         literally: quotes and operators are not a query language here."""
-        query = filters.to_query(tasks.scheme, text=q, fields=_split(fields))
+        query = filters.to_query(tasks.scheme, text=q, fields=split_values(fields))
         page = tasks.page_tasks(query, actor=actor, limit=limit, cursor=cursor)
         _set_cursor(response, page.next_cursor)
         return [TaskOut.from_row(r) for r in page.rows]
@@ -312,7 +294,7 @@ def _indicator_routes() -> APIRouter:
             limit=limit,
             offset=offset,
             tag=tag,
-            seen_after=_epoch(seen_after),
+            seen_after=epoch_of(seen_after, "seenAfter"),
         )
         return [IndicatorOut.from_row(r) for r in rows]
 

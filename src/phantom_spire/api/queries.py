@@ -12,21 +12,22 @@ from phantom_spire.errors import InvalidQuery
 from phantom_spire.security import ClassificationError, ClassificationScheme
 from phantom_spire.store.task_query import SEARCH_FIELDS, SORT_FIELDS, TaskQuery
 
-__all__ = ["TaskFilters"]
+__all__ = ["TaskFilters", "epoch_of", "split_values"]
 
 
-def _split(values: list[str] | None) -> list[str]:
+def split_values(values: list[str] | None) -> list[str]:
     """Accept both ``?status=a&status=b`` and ``?status=a,b``."""
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
-def _epoch(value: datetime | None) -> float | None:
+def epoch_of(value: datetime | None, field: str) -> float | None:
+    """Epoch seconds of a query-string time, which must carry its zone."""
     if value is None:
         return None
     if value.tzinfo is None:
         raise InvalidQuery(
             f"time {value.isoformat()!r} has no time zone; add Z or an offset",
-            field="time",
+            field=field,
             value=value.isoformat(),
         )
     return value.timestamp()
@@ -57,17 +58,22 @@ class TaskFilters:
             Query(description="Keys like created:desc,priority:desc,name (asc by default)."),
         ] = None,
     ) -> None:
-        self.types = _split(type)
-        self.statuses = _split(status)
-        self.priorities = _split(priority)
-        self.tags = _split(tag)
+        self.types = split_values(type)
+        self.statuses = split_values(status)
+        self.priorities = split_values(priority)
+        self.tags = split_values(tag)
         self.tag_mode = tag_mode
         self.owner = owner
         self.department = department
         self.workflow = workflow
-        self.classifications = _split(classification)
-        self.times = (created_after, created_before, updated_after, updated_before)
-        self.sort = _split(sort)
+        self.classifications = split_values(classification)
+        self.times = {
+            "createdAfter": created_after,
+            "createdBefore": created_before,
+            "updatedAfter": updated_after,
+            "updatedBefore": updated_before,
+        }
+        self.sort = split_values(sort)
 
     def to_query(
         self,
@@ -80,7 +86,7 @@ class TaskFilters:
         _check_known("status", self.statuses, [s.value for s in TaskStatus])
         _check_known("priority", self.priorities, [p.value for p in Priority])
         _check_known("fields", fields or [], list(SEARCH_FIELDS))
-        created_after, created_before, updated_after, updated_before = map(_epoch, self.times)
+        times = {name: epoch_of(value, name) for name, value in self.times.items()}
         return TaskQuery(
             types=self.types,
             statuses=self.statuses,
@@ -91,10 +97,10 @@ class TaskFilters:
             department=self.department,
             workflow=self.workflow,
             classifications=[_level(scheme, c) for c in self.classifications],
-            created_after=created_after,
-            created_before=created_before,
-            updated_after=updated_after,
-            updated_before=updated_before,
+            created_after=times["createdAfter"],
+            created_before=times["createdBefore"],
+            updated_after=times["updatedAfter"],
+            updated_before=times["updatedBefore"],
             sort=_sort_keys(self.sort, ranked=text is not None),
             text=text,
             fields=tuple(fields) if fields else SEARCH_FIELDS,
