@@ -32,6 +32,7 @@ from phantom_spire.ids import new_id
 from phantom_spire.scheduling import (
     EventDrivenSpec,
     EventTrigger,
+    IntervalSpec,
     OnceSpec,
     next_fire_times,
     parse_schedule_spec,
@@ -156,7 +157,15 @@ class Scheduler:
                     fired += 1
             newest = slots[-1].timestamp() if slots else last
             executions = row["executions"] + fired
-            after = to_datetime(max(newest, now) if not slots else newest)
+            if slots:
+                after = to_datetime(newest)
+            elif isinstance(spec, IntervalSpec) and spec.start_at is None:
+                # Such an interval counts its slots from the last fire. Re-anchoring on `now`
+                # after a skipped outage would shift the grid off the slots slots_to_fire
+                # computes, so every later slot would look late and, under `skip`, never fire.
+                after = to_datetime(last + ((now - last) // spec.every) * spec.every)
+            else:
+                after = to_datetime(max(last, now))
             upcoming = next_fire_times(spec, after, 1, executions)
             if isinstance(spec, OnceSpec) and (fired or not upcoming):
                 upcoming = []
