@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import functools
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
+import certifi
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -96,6 +99,13 @@ def _scrub(value: Any, secret: str) -> Any:
     return value
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes a few hundred milliseconds: done once per process, not
+    # inside a lookup's timeout (httpx would do it for every new client).
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _verdict_for(score: float) -> Verdict:
     if score >= MALICIOUS_AT:
         return "malicious"
@@ -149,6 +159,7 @@ class HttpProvider:
         self._http_timeout = http_timeout
         self._wall_clock = wall_clock
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._verify = _tls_context()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -163,6 +174,7 @@ class HttpProvider:
                 transport=self._transport,
                 timeout=self._http_timeout,
                 follow_redirects=False,
+                verify=self._verify,
                 headers={"Accept": "application/json", "User-Agent": "phantom-spire"},
             )
         return client
