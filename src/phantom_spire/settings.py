@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from phantom_spire.cti.enrichment.http import ProviderConfig
 from phantom_spire.errors import ConfigError
 
 __all__ = ["Settings"]
@@ -65,6 +66,18 @@ class Settings(BaseSettings):
         default=10.0,
         ge=0,
         description="Effective priority a queued task gains per minute of waiting (0: off).",
+    )
+    enrichment_providers: list[ProviderConfig] = Field(
+        default_factory=list,
+        description=(
+            "HTTP reputation providers for indicator_enrichment, as JSON: "
+            '[{"name": "vt", "kind": "virustotal"|"abuseipdb", "url": ..., "apiKey": ..., '
+            '"rateLimit": "4/minute", "timeoutSeconds": 10, "cacheTtlSeconds": 3600}].'
+        ),
+    )
+    enrichment_warning_lists: list[Path] = Field(
+        default_factory=list,
+        description="MISP warninglist files or folders checked by indicator_enrichment.",
     )
 
     @model_validator(mode="after")

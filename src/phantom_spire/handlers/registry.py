@@ -70,10 +70,12 @@ class HandlerRegistry:
 def default_registry(settings: Settings | None = None) -> HandlerRegistry:
     """A registry with every handler that ships with Phantom Spire."""
     from phantom_spire.handlers.data_ingestion import DataIngestionHandler
+    from phantom_spire.handlers.enrichment import EnrichmentHandler
     from phantom_spire.handlers.ioc_processing import IocProcessingHandler
     from phantom_spire.handlers.noop import NoopHandler
 
     registry = HandlerRegistry()
     for handler in (DataIngestionHandler(settings), IocProcessingHandler(), NoopHandler()):
         registry.register(handler)
+    registry.register(EnrichmentHandler(settings))
     return registry
