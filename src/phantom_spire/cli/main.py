@@ -20,6 +20,7 @@ from rich.table import Table
 from phantom_spire.cli.admin import admin_app, audit_app
 from phantom_spire.cli.client import DEFAULT_API_URL, ApiClient, ApiError
 from phantom_spire.cli.ioc import ioc_app
+from phantom_spire.cli.workflows import schedule_app, workflow_app
 
 __all__ = ["app"]
 
@@ -34,6 +35,8 @@ app.add_typer(task_app, name="task")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ioc_app, name="ioc")
+app.add_typer(workflow_app, name="workflow")
+app.add_typer(schedule_app, name="schedule")
 
 console = Console()
 err_console = Console(stderr=True)
