@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.server import SpireServer
 
 FINAL = {"completed", "failed", "cancelled", "timed_out", "dead_lettered"}
@@ -67,6 +69,7 @@ def test_killed_server_loses_no_task_and_reruns_the_interrupted_one(
         server.stop()
 
 
+@pytest.mark.timeout(300)
 def test_ingestion_killed_mid_run_resumes_from_its_checkpoint_and_stores_each_row_once(
     store_url: str, tmp_path: Path
 ) -> None:

@@ -216,9 +216,13 @@ def resumed_at(h: Harness, task_id: str) -> list[int]:
     return out
 
 
+@pytest.mark.timeout(300)
 def test_paused_ingestion_resumes_from_its_checkpoint_and_stores_each_row_once(
-    h: Harness, tmp_path: Path
+    store_url: str, tmp_path: Path
 ) -> None:
+    # A grace period long enough that the handler stops at a record boundary by itself,
+    # as in production (the forced stop has its own test).
+    h = Harness(store_url, stop_grace_seconds=30)
     rows = 100_000
     task_id = ingest(h, write_feed(tmp_path / "feed.csv", rows))
     h.start_worker()
@@ -238,6 +242,8 @@ def test_paused_ingestion_resumes_from_its_checkpoint_and_stores_each_row_once(
     assert [e["status"] for e in h.store.list_executions(task_id)] == ["paused", "completed"]
     assert task["failures"] == 0
     assert_each_row_stored_once(h, rows)
+    h.stop_worker()
+    h.store.dispose()
 
 
 def test_update_and_delete_are_refused_while_a_worker_holds_the_task(h: Harness) -> None:

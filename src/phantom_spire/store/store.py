@@ -155,6 +155,8 @@ class Store:
         self._pending_lock = threading.Lock()
         self._commit_turn = threading.Lock()
         self._pending: list[_PendingInsert] = []
+        self._finishes: list[_PendingFinish] = []
+        self._finish_turn = threading.Lock()
         # Called inside the transaction of every state change, after it is written, with
         # (connection, updated task row, event): how workflows react to a finished task in
         # the same transaction (e.g. queue the dependants whose last dependency completed).
@@ -584,6 +586,51 @@ class Store:
         self,
         claim: Claim,
         worker_id: str,
+        **outcome: Any,
+    ) -> Row:
+        """Close an attempt and move its task on, if this worker still holds the lease.
+
+        ``outcome`` holds execution_status, task_status and optionally error, error_type,
+        result, available_at, metrics and logs (the attempt's last log lines, written in the
+        same transaction). Attempts finishing at the same moment share one transaction
+        (group commit), each inside a savepoint of its own, so one attempt's lost lease never
+        undoes another's outcome; each call returns only once its own outcome is committed.
+        """
+        entry = _PendingFinish(claim, worker_id, outcome)
+        with self._pending_lock:
+            self._finishes.append(entry)
+        with self._finish_turn:
+            if not entry.done:
+                with self._pending_lock:
+                    batch, self._finishes = self._finishes, []
+                self._commit_finishes(batch)
+        if entry.error is not None:
+            raise entry.error
+        return entry.result
+
+    def _commit_finishes(self, batch: list[_PendingFinish]) -> None:
+        try:
+            with self._write() as conn:
+                for entry in batch:
+                    try:
+                        with conn.begin_nested():
+                            entry.result = self._finish_one(
+                                conn, entry.claim, entry.worker_id, **entry.outcome
+                            )
+                    except SpireError as exc:
+                        entry.error = exc
+        except Exception as exc:
+            for entry in batch:
+                entry.error = entry.error or exc
+        finally:
+            for entry in batch:
+                entry.done = True
+
+    def _finish_one(
+        self,
+        conn: sa.Connection,
+        claim: Claim,
+        worker_id: str,
         *,
         execution_status: ExecutionStatus,
         task_status: TaskStatus,
@@ -594,52 +641,47 @@ class Store:
         metrics: Row | None = None,
         logs: Sequence[Row] = (),
     ) -> Row:
-        """Close an attempt and move its task on, if this worker still holds the lease.
-
-        The attempt's last log lines are written in the same transaction.
-        """
         task_id = claim.task["id"]
         now = self.clock()
 
-        with self._write() as conn:
-            row = self._load_for_update(conn, task_id)
-            held = row["status"] in HELD_STATES and row["lease_owner"] == worker_id
-            if not held or row["attempts"] != claim.attempt:
-                raise LeaseLost(task_id, worker_id)
-            event = outcome_event(row["status"], task_status)
-            if event is Event.CONFIRM_CANCEL:
-                execution_status = ExecutionStatus.CANCELLED
-            elif event is Event.CONFIRM_PAUSE:
-                execution_status = ExecutionStatus.PAUSED
-            if logs:
-                conn.execute(sa.insert(task_logs), list(logs))
+        row = self._load_for_update(conn, task_id)
+        held = row["status"] in HELD_STATES and row["lease_owner"] == worker_id
+        if not held or row["attempts"] != claim.attempt:
+            raise LeaseLost(task_id, worker_id)
+        event = outcome_event(row["status"], task_status)
+        if event is Event.CONFIRM_CANCEL:
+            execution_status = ExecutionStatus.CANCELLED
+        elif event is Event.CONFIRM_PAUSE:
+            execution_status = ExecutionStatus.PAUSED
+        if logs:
+            conn.execute(sa.insert(task_logs), list(logs))
 
-            conn.execute(
-                sa.update(executions)
-                .where(executions.c.id == claim.execution_id)
-                .values(
-                    status=execution_status,
-                    finished_at=now,
-                    error=error,
-                    error_type=error_type,
-                    metrics=metrics,
-                )
+        conn.execute(
+            sa.update(executions)
+            .where(executions.c.id == claim.execution_id)
+            .values(
+                status=execution_status,
+                finished_at=now,
+                error=error,
+                error_type=error_type,
+                metrics=metrics,
             )
-            values: Row = {
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "error": error,
-                "stop_requested_at": None,
-            }
-            if execution_status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
-                values["failures"] = row["failures"] + 1
-            if result is not None:
-                values["result"] = result
-            if event is Event.RETRY_LATER:
-                values["available_at"] = available_at if available_at is not None else now
-            elif event is not Event.CONFIRM_PAUSE:
-                values["finished_at"] = now
-            return self._apply(conn, row, event, **values)
+        )
+        values: Row = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": error,
+            "stop_requested_at": None,
+        }
+        if execution_status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
+            values["failures"] = row["failures"] + 1
+        if result is not None:
+            values["result"] = result
+        if event is Event.RETRY_LATER:
+            values["available_at"] = available_at if available_at is not None else now
+        elif event is not Event.CONFIRM_PAUSE:
+            values["finished_at"] = now
+        return self._apply(conn, row, event, **values)
 
     def reap_expired_leases(self) -> list[Reaped]:
         """Return to the queue every task whose worker stopped renewing its lease.
@@ -1180,6 +1222,16 @@ def _chained_event(row: Row) -> ChainedEvent:
         details=row["details"] or {},
     )
     return ChainedEvent(event, row["prev_hash"] or "", row["hash"] or "")
+
+
+@dataclass
+class _PendingFinish:
+    claim: Claim
+    worker_id: str
+    outcome: Row
+    done: bool = False
+    result: Row = field(default_factory=dict)
+    error: BaseException | None = None
 
 
 @dataclass
