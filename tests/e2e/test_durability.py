@@ -66,6 +66,7 @@ def test_killed_server_loses_no_task_and_reruns_the_interrupted_one(
         # A task that was only created, never executed, is still there and still pending.
         assert http.get(f"{api}/tasks/{pending_id}").json()["status"] == "pending"
     finally:
+        http.close()
         server.stop()
 
 
@@ -111,4 +112,5 @@ def test_ingestion_killed_mid_run_resumes_from_its_checkpoint_and_stores_each_ro
         assert {i["count"] for i in stored} == {1}
         assert task["result"]["stored"]["new"] == rows
     finally:
+        http.close()
         server.stop()
