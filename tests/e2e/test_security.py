@@ -17,7 +17,7 @@ from phantom_spire.runtime import Runtime
 from phantom_spire.security import ROLE_PERMISSIONS, Permission, Role
 from phantom_spire.services.identity import SYSTEM
 from phantom_spire.store.schema import audit_events
-from tests.conftest import make_test_settings
+from tests.conftest import SAMPLE_FEEDS, make_test_settings, wait_final
 
 P = Permission
 
@@ -339,3 +339,29 @@ def test_listing_classified_tasks_is_audited(world: World) -> None:
     world.client("analyst-3").get("/api/v1/tasks")
     (event,) = world.runtime.store.list_audit(action="task.list")
     assert event["actor"] == "analyst-3" and event["details"] == {"classified": 1}
+
+
+def test_indicators_inherit_the_ingesting_tasks_markings_and_stay_within_clearance(
+    world: World,
+) -> None:
+    source = str(SAMPLE_FEEDS / "sample_iocs.csv")
+    # The shared world's app runs no worker; this one does, to carry out the ingestion.
+    working_app = create_app(world.runtime, run_worker=True)
+    with TestClient(working_app, headers={"X-API-Key": world.admin_key}) as admin:
+        task = admin.post(
+            "/api/v1/tasks?execute=true",
+            json={
+                "name": "secret feed",
+                "type": "data_ingestion",
+                "classification": "SECRET",
+                "tlp": "AMBER",
+                "definition": {"parameters": {"source": source}},
+            },
+        ).json()
+        assert wait_final(admin, task["id"])["status"] == "completed"
+        mine = admin.get("/api/v1/indicators").json()
+
+    assert mine and {(i["tlp"], i["classification"]) for i in mine} >= {("AMBER", 2)}
+    cleared = world.client("analyst-2").get("/api/v1/indicators").json()
+    below = world.client("analyst-1").get("/api/v1/indicators").json()
+    assert len(cleared) == len(mine) and below == []

@@ -334,3 +334,15 @@ def test_a_row_that_cannot_be_inserted_fails_alone_not_its_batch(
     with pytest.raises(sa.exc.IntegrityError):
         store.insert_task(duplicate)
     assert store.count_tasks_by_status() == {"pending": 1}
+
+
+def test_indicator_merge_keeps_the_strictest_tlp_and_highest_classification(
+    store: Store,
+) -> None:
+    for tlp, level in [(1, 0), (3, 2), (2, 1)]:
+        store.upsert_indicators(
+            [IndicatorRecord("domain", "evil.example", tlp=tlp, classification=level)], "f"
+        )
+    (row,) = store.list_indicators()
+    assert (row["tlp"], row["classification"]) == (3, 2)
+    assert store.list_indicators(max_classification=1) == []

@@ -288,6 +288,7 @@ def _indicator_routes() -> APIRouter:
             except indicator_types.InvalidIndicator:
                 pass
         rows = runtime.store.list_indicators(
+            max_classification=actor.principal.clearance.rank,
             type=type,
             value=value,
             source=source,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from phantom_spire.engine.lifecycle import Priority
+from phantom_spire.security import Tlp
 
 __all__ = [
     "ExecutionOut",
@@ -183,6 +184,8 @@ class IndicatorOut(_Out):
     confidence: int | None = None
     tags: list[str]
     sources: list[str]
+    tlp: str = Field(default="CLEAR", description="Strictest TLP of every report.")
+    classification: int = Field(default=0, description="Highest level rank of every report.")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> IndicatorOut:
@@ -196,4 +199,6 @@ class IndicatorOut(_Out):
             confidence=row["confidence"],
             tags=row["tags"] or [],
             sources=row["sources"],
+            tlp=list(Tlp)[row.get("tlp") or 0].value,
+            classification=row.get("classification") or 0,
         )

@@ -283,6 +283,8 @@ class Worker:
             worker_id=self.worker_id,
             thread_pool=self._handler_threads,
             stop_requested=threading.Event(),
+            classification=task.get("classification") or 0,
+            tlp=task.get("tlp") or "CLEAR",
         )
         running = _Running(claim=claim, ctx=ctx)
         self._running[task["id"]] = running

@@ -91,6 +91,9 @@ class TaskContext:
     thread_pool: Executor
     stop_requested: threading.Event = field(default_factory=threading.Event)
     stop_reason: str | None = None  # "cancel", "pause", "timeout" or "shutdown"
+    # The task's own markings: whatever it produces is marked at least this high.
+    classification: int = 0
+    tlp: str = "CLEAR"
 
     @property
     def idempotency_key(self) -> str:

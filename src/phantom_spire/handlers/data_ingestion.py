@@ -12,6 +12,7 @@ from earlier results (``quality.volume.indicators``); without it the flag is nev
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -25,6 +26,7 @@ from phantom_spire.cti.warninglists import WarningLists
 from phantom_spire.errors import HandlerError
 from phantom_spire.handlers.context import TaskContext
 from phantom_spire.handlers.sources import is_url, open_source
+from phantom_spire.security import Tlp
 from phantom_spire.settings import Settings
 from phantom_spire.store import IndicatorRecord, UpsertStats
 
@@ -146,6 +148,7 @@ class DataIngestionHandler:
 
         batch: list[IndicatorRecord] = []
         current: int | None = None
+        marking = _Marking(tlp=_tlp_rank(ctx.tlp), classification=ctx.classification)
         for item in feeds.read_feed(path, fmt, start=start):
             new_record = item.position != current
             # Write only between records: the checkpoint says "every record before this
@@ -161,7 +164,7 @@ class DataIngestionHandler:
             current = item.position
             tally.add(item, new_record=new_record, future_after=future_after)
             if item.kind == "indicator" and item.indicator is not None:
-                batch.append(_to_record(item, lists, tally))
+                batch.append(_to_record(item, lists, tally, marking))
 
         end = start if current is None else current + 1
         self._flush(ctx, batch, source_name, tally, seen, end)
@@ -248,7 +251,9 @@ class DataIngestionHandler:
         return summary
 
 
-def _to_record(item: feeds.FeedItem, lists: WarningLists, tally: IngestionTally) -> IndicatorRecord:
+def _to_record(
+    item: feeds.FeedItem, lists: WarningLists, tally: IngestionTally, marking: _Marking
+) -> IndicatorRecord:
     assert item.indicator is not None
     confidence = item.context.get("confidence") if item.context else None
     confidence = confidence if isinstance(confidence, int) else None
@@ -265,8 +270,31 @@ def _to_record(item: feeds.FeedItem, lists: WarningLists, tally: IngestionTally)
                 WARNING_LIST_MAX_CONFIDENCE,
             )
     return IndicatorRecord(
-        type=item.indicator.type, value=item.indicator.value, tags=tags, confidence=confidence
+        type=item.indicator.type,
+        value=item.indicator.value,
+        tags=tags,
+        confidence=confidence,
+        tlp=max(marking.tlp, _tlp_rank(item.context.get("tlp") if item.context else None)),
+        classification=marking.classification,
     )
+
+
+def _tlp_rank(label: object) -> int:
+    """Rank of a feed's own TLP label; an unreadable one counts as CLEAR (the task's wins)."""
+    if not isinstance(label, str):
+        return 0
+    try:
+        return Tlp.parse(label.upper().removeprefix("TLP:")).rank
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class _Marking:
+    """The reporting task's markings, which every indicator it stores inherits."""
+
+    tlp: int
+    classification: int
 
 
 def _default_source_name(source: str) -> str:

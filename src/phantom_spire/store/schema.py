@@ -182,6 +182,10 @@ indicators = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.Column("confidence", sa.Integer),
     sa.Column("tags", Json, nullable=False),
+    # Added in 0006: the strictest TLP (rank, CLEAR=0 ... RED=4) and the highest
+    # classification (level rank) of every task that reported the indicator.
+    sa.Column("tlp", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("classification", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("type", "value"),
 )
 

@@ -107,6 +107,8 @@ class IndicatorRecord:
     value: str
     tags: tuple[str, ...] = ()
     confidence: int | None = None
+    tlp: int = 0  # rank: CLEAR 0 ... RED 4
+    classification: int = 0  # level rank of the task that reported it
 
 
 class ProgressUpdate(NamedTuple):
@@ -1034,6 +1036,8 @@ class Store:
                 "count": f.count,
                 "confidence": f.confidence,
                 "tags": sorted(f.tags),
+                "tlp": f.tlp,
+                "classification": f.classification,
             }
             for (t, v), f in merged.items()
         ]
@@ -1052,6 +1056,12 @@ class Store:
                     sa.func.coalesce(excluded.confidence, indicators.c.confidence),
                 ),
                 "tags": excluded.tags,
+                # Merging never lowers a marking: the strictest TLP and the highest
+                # classification of any report stick.
+                "tlp": self._greatest(indicators.c.tlp, excluded.tlp),
+                "classification": self._greatest(
+                    indicators.c.classification, excluded.classification
+                ),
             },
         ).returning(indicators.c.id, indicators.c.type, indicators.c.value)
         return {(t, v): i for i, t, v in conn.execute(stmt, params)}
@@ -1095,11 +1105,17 @@ class Store:
         source: str | None = None,
         seen_after: float | None = None,
         tag: str | None = None,
+        max_classification: int | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Row]:
-        """Indicators with their sources, newest sighting first."""
+        """Indicators with their sources, newest sighting first.
+
+        ``max_classification`` leaves out indicators above a reader's clearance.
+        """
         query = sa.select(indicators)
+        if max_classification is not None:
+            query = query.where(indicators.c.classification <= max_classification)
         if tag:
             query = query.where(self._json_array_contains(indicators.c.tags, tag))
         if type:
@@ -1246,6 +1262,8 @@ class _PendingInsert:
 class _Folded:
     count: int = 0
     confidence: int | None = None
+    tlp: int = 0
+    classification: int = 0
     tags: set[str] = field(default_factory=set)
 
 
@@ -1257,4 +1275,6 @@ def _fold_batch(records: Sequence[IndicatorRecord]) -> dict[tuple[str, str], _Fo
         folded.tags.update(rec.tags)
         if rec.confidence is not None:
             folded.confidence = max(folded.confidence or rec.confidence, rec.confidence)
+        folded.tlp = max(folded.tlp, rec.tlp)
+        folded.classification = max(folded.classification, rec.classification)
     return merged
