@@ -23,6 +23,7 @@ __all__ = [
     "InvalidQuery",
     "InvalidTaskDefinition",
     "LeaseLost",
+    "NotFound",
     "SpireError",
     "TaskNotFound",
 ]
@@ -95,6 +96,15 @@ class InvalidQuery(SpireError):
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+class NotFound(SpireError):
+    """A user, key or other named thing does not exist (answered 404)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"no {kind} {name!r}")
+        self.kind = kind
+        self.name = name
 
 
 class HandlerError(SpireError):

@@ -15,7 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from phantom_spire import __version__
 from phantom_spire.api import routes_workflows
 from phantom_spire.api.auth import CurrentActor
-from phantom_spire.api.problems import install_problem_handlers
+from phantom_spire.api.guards import RequestGuard
+from phantom_spire.api.problems import (
+    COMMON_RESPONSES,
+    CONFLICT,
+    NOT_FOUND,
+    install_problem_handlers,
+)
 from phantom_spire.api.queries import TaskFilters, epoch_of, split_values
 from phantom_spire.api.routes_admin import admin_routes, audit_routes
 from phantom_spire.api.schemas import (
@@ -31,6 +37,10 @@ from phantom_spire.security import Permission, authorize
 from phantom_spire.services.tasks import TaskService, TaskSpec, TaskUpdate
 
 __all__ = ["create_app"]
+
+# Every route may answer these; 404 and 409 are declared broadly (a route that cannot meet
+# a missing id or a state conflict simply never sends them).
+ERROR_RESPONSES = {**COMMON_RESPONSES, **NOT_FOUND, **CONFLICT}
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +69,14 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(RequestGuard)
     install_problem_handlers(app)
     # Before the task routes: /tasks/scheduled must not be read as a task id.
-    app.include_router(routes_workflows.router(), prefix="/api/v1")
-    app.include_router(_task_routes(), prefix="/api/v1")
-    app.include_router(_indicator_routes(), prefix="/api/v1")
-    app.include_router(audit_routes(), prefix="/api/v1")
-    app.include_router(admin_routes(), prefix="/api/v1")
+    app.include_router(routes_workflows.router(), prefix="/api/v1", responses=ERROR_RESPONSES)
+    app.include_router(_task_routes(), prefix="/api/v1", responses=ERROR_RESPONSES)
+    app.include_router(_indicator_routes(), prefix="/api/v1", responses=ERROR_RESPONSES)
+    app.include_router(audit_routes(), prefix="/api/v1", responses=ERROR_RESPONSES)
+    app.include_router(admin_routes(), prefix="/api/v1", responses=ERROR_RESPONSES)
     return app
 
 
@@ -231,7 +242,9 @@ def _task_routes() -> APIRouter:
         task_id: str,
         tasks: Tasks,
         actor: CurrentActor,
-        after: Annotated[int, Query(ge=0, description="Only lines after this log id.")] = 0,
+        after: Annotated[
+            int, Query(ge=0, le=2**62, description="Only lines after this log id.")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[LogOut]:
         return [
@@ -264,7 +277,7 @@ def _indicator_routes() -> APIRouter:
             datetime | None, Query(alias="seenAfter", description="Last seen at or after.")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> list[IndicatorOut]:
         """Stored indicators, most recently seen first."""
         runtime: Runtime = request.app.state.runtime

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phantom_spire.api.auth import RateLimited, Unauthenticated
@@ -16,11 +17,19 @@ from phantom_spire.errors import (
     IllegalTransition,
     InvalidQuery,
     InvalidTaskDefinition,
+    NotFound,
     TaskNotFound,
 )
-from phantom_spire.security import PermissionDenied, ResourceHidden
+from phantom_spire.security import ApiKeyError, ApiKeyRejected, PermissionDenied, ResourceHidden
 
-__all__ = ["install_problem_handlers", "problem"]
+__all__ = [
+    "COMMON_RESPONSES",
+    "CONFLICT",
+    "NOT_FOUND",
+    "install_problem_handlers",
+    "problem",
+    "problem_response",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +71,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         response = problem(429, "Too many requests", str(exc), "rate-limited")
         response.headers["Retry-After"] = exc.retry_after
         return response
+
+    @app.exception_handler(NotFound)
+    async def _missing(_: Request, exc: NotFound) -> JSONResponse:
+        return problem(404, "Not found", str(exc), "not-found")
+
+    @app.exception_handler(ApiKeyRejected)
+    async def _key_rejected(_: Request, exc: ApiKeyRejected) -> JSONResponse:
+        return problem(401, "Unauthenticated", "the API key was not accepted", "unauthenticated")
+
+    @app.exception_handler(ApiKeyError)
+    async def _key_conflict(_: Request, exc: ApiKeyError) -> JSONResponse:
+        # Rotating a key that was rotated or revoked already: the key's state forbids it.
+        return problem(409, "API key state conflict", str(exc), "api-key-conflict")
 
     @app.exception_handler(PermissionDenied)
     async def _forbidden(_: Request, exc: PermissionDenied) -> JSONResponse:
@@ -127,3 +149,32 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in list(value.items())[:20]}
     return repr(value)[:200]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as every error of this API is sent."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+    }
+
+
+# Answers any route may give; routers declare them so the OpenAPI document tells the truth.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: problem_response("No valid API key."),
+    403: problem_response("The key's user lacks the permission."),
+    413: problem_response("The request body is too large."),
+    422: problem_response("A parameter or the body is invalid; `errors` names each field."),
+    429: problem_response("The key's rate limit is used up; see Retry-After."),
+}
+NOT_FOUND = {404: problem_response("No such resource (or not visible to this user).")}
+CONFLICT = {409: problem_response("Not allowed in the resource's current state.")}

@@ -32,7 +32,7 @@ def audit_routes() -> APIRouter:
         actor_id: Annotated[str | None, Query(alias="actor")] = None,
         action: str | None = None,
         outcome: str | None = None,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> list[dict[str, Any]]:
         """Audit events in chain order, for auditors; filter by target, actor, action, outcome."""

@@ -98,13 +98,14 @@ def create_key(
 @admin_app.command("revoke-key")
 def revoke_key(key_id: str) -> None:
     """Revoke a key at once."""
-    from phantom_spire.security import ApiKeyRejected
+    from phantom_spire.errors import SpireError
+    from phantom_spire.security import ApiKeyError
     from phantom_spire.services.identity import SYSTEM
 
     try:
         _runtime().identity.revoke_key(SYSTEM, key_id)
-    except ApiKeyRejected:
-        raise _fail(f"no key with id {key_id!r}") from None
+    except (ApiKeyError, SpireError) as exc:
+        raise _fail(str(exc)) from None
     console.print(f"revoked {key_id}", highlight=False)
 
 
@@ -114,13 +115,14 @@ def rotate_key(
     overlap_hours: Annotated[float, typer.Option(help="Hours both keys keep working.")] = 24,
 ) -> None:
     """Issue a successor key; the old one keeps working for the overlap window."""
-    from phantom_spire.security import ApiKeyRejected
+    from phantom_spire.errors import SpireError
+    from phantom_spire.security import ApiKeyError
     from phantom_spire.services.identity import SYSTEM
 
     try:
         new_id, key = _runtime().identity.rotate_key(SYSTEM, key_id, overlap_hours=overlap_hours)
-    except ApiKeyRejected:
-        raise _fail(f"no key with id {key_id!r}") from None
+    except (ApiKeyError, SpireError) as exc:
+        raise _fail(str(exc)) from None
     err_console.print(f"new key id {new_id} (shown once); {key_id} retires later", highlight=False)
     print(key)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from phantom_spire.errors import InvalidQuery, NotFound
 from phantom_spire.security import (
     ApiKeyRecord,
     ApiKeyRejected,
@@ -122,7 +123,9 @@ class IdentityService:
         """A new key for ``user_id``: returns ``(key_id, plaintext)``; show it once."""
         authorize(actor.principal, Permission.ADMIN_KEYS)
         if self.store.get_user(user_id) is None:
-            raise ValueError(f"no user {user_id!r}; create the user first")
+            raise InvalidQuery(
+                f"no user {user_id!r}; create the user first", field="userId", value=user_id
+            )
         ttl = timedelta(days=ttl_days) if ttl_days else None
         issued = generate_api_key(
             user_id, pepper=self.pepper, ttl=ttl, label=label, clock=self._clock
@@ -135,7 +138,7 @@ class IdentityService:
 
     def revoke_key(self, actor: Actor, key_id: str) -> None:
         authorize(actor.principal, Permission.ADMIN_KEYS)
-        record = self._record(key_id)
+        record = self._existing_record(key_id)
         self.store.save_api_key(
             _record_row(revoke_api_key(record, clock=self._clock)),
             audit=actor.audit("key.revoke", key_id, target_type="api_key"),
@@ -146,7 +149,7 @@ class IdentityService:
     ) -> tuple[str, str]:
         """A successor key; the old one keeps working for ``overlap_hours``."""
         authorize(actor.principal, Permission.ADMIN_KEYS)
-        record = self._record(key_id)
+        record = self._existing_record(key_id)
         rotation = rotate_api_key(
             record, pepper=self.pepper, overlap=timedelta(hours=overlap_hours), clock=self._clock
         )
@@ -191,6 +194,13 @@ class IdentityService:
             grants=frozenset(Permission.parse(g) for g in user["grants"] or []),
         )
         return Actor(principal, record.key_id, request_id, source_address)
+
+    def _existing_record(self, key_id: str) -> ApiKeyRecord:
+        """A key record for administration: an unknown id is NotFound (404), not a 401."""
+        try:
+            return self._record(key_id)
+        except ApiKeyRejected:
+            raise NotFound("API key", key_id) from None
 
     def _record(self, key_id: str) -> ApiKeyRecord:
         row = self.store.get_api_key(key_id)
