@@ -75,6 +75,10 @@ class Settings(BaseSettings):
             '"rateLimit": "4/minute", "timeoutSeconds": 10, "cacheTtlSeconds": 3600}].'
         ),
     )
+    warning_lists: list[Path] = Field(
+        default_factory=list,
+        description="MISP warninglist files checked on every ingested indicator by default.",
+    )
     enrichment_warning_lists: list[Path] = Field(
         default_factory=list,
         description="MISP warninglist files or folders checked by indicator_enrichment.",

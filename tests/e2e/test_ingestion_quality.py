@@ -129,3 +129,31 @@ def test_spire_ingest_json_carries_the_quality_report(server: SpireServer) -> No
     quality = json.loads(result.stdout)["result"]["quality"]
     assert quality["anomalies"] == []
     assert quality["volume"]["indicators"] == 9
+
+
+def test_volume_flag_compares_with_the_same_sources_earlier_runs(
+    client: TestClient, tmp_path: Path
+) -> None:
+    small = tmp_path / "feed.csv"
+    small.write_text("indicator\n1.1.1.1\n2.2.2.2\n")
+    big = tmp_path / "big" / "feed.csv"
+    big.parent.mkdir()
+    big.write_text("indicator\n" + "".join(f"10.0.{i // 256}.{i % 256}\n" for i in range(60)))
+
+    def ingest(path: Path) -> dict[str, Any]:
+        body = {
+            "name": "volume",
+            "type": "data_ingestion",
+            "definition": {"parameters": {"source": str(path), "sourceName": "daily-feed"}},
+        }
+        task_id = client.post("/api/v1/tasks?execute=true", json=body).json()["id"]
+        task = wait_final(client, task_id)
+        assert task["status"] == "completed", task["error"]
+        return task["result"]["quality"]
+
+    first, second = ingest(small), ingest(small)
+    jump = ingest(big)
+
+    assert [f["flag"] for f in first["anomalies"]] == []  # nothing to compare with yet
+    assert [f["flag"] for f in second["anomalies"]] == []
+    assert "volume" in [f["flag"] for f in jump["anomalies"]]

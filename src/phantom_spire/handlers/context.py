@@ -135,6 +135,12 @@ class TaskContext:
     async def progress(self, done: int, total: int | None = None) -> None:
         await asyncio.to_thread(self.progress_blocking, done, total)
 
+    def previous_ingestion_volumes(self, source_name: str, limit: int = 10) -> list[int]:
+        """How many indicators the last completed ingestions of this source accepted."""
+        return self.store.previous_ingestion_volumes(
+            source_name, before_task=self.task_id, limit=limit
+        )
+
     def store_indicators_blocking(
         self,
         records: list[IndicatorRecord],

@@ -5,9 +5,9 @@ with examples), duplicates within the feed and against the store, warning-list h
 anomaly flags (too many rejects, a volume far from the source's previous runs, timestamps in
 the future).
 
-The volume flag needs the source's previous volumes. A handler cannot read other tasks, so
-they come in as the ``volumeHistory`` parameter, filled by whoever schedules the ingestion
-from earlier results (``quality.volume.indicators``); without it the flag is never raised.
+The volume flag compares a run with the same source's previous completed runs (their
+``quality.volume.indicators``), which the handler reads through its context; a
+``volumeHistory`` parameter overrides them (for a first run of a known feed, say).
 """
 
 from __future__ import annotations
@@ -111,8 +111,11 @@ class DataIngestionHandler:
         return await ctx.run_in_thread(self._ingest, ctx, params)
 
     def _ingest(self, ctx: TaskContext, params: IngestionParameters) -> dict[str, Any]:
+        paths = params.warning_lists
+        if paths is None:
+            paths = [str(p) for p in self.settings.warning_lists]
         try:
-            lists = WarningLists.load([Path(p) for p in params.warning_lists or ()])
+            lists = WarningLists.load([Path(p) for p in paths])
         except CTIError as exc:
             raise HandlerError(str(exc), retryable=False) from exc
         with open_source(
@@ -217,7 +220,11 @@ class DataIngestionHandler:
         summary["rejectExamples"] = counts["rejectExamples"]
         new = sum(c.get("new", 0) for c in tally.by_type.values())
         summary["stored"] = {"new": new, "indicators": tally.accepted}
-        history = list(params.volume_history or ())
+        history = (
+            list(params.volume_history)
+            if params.volume_history is not None
+            else ctx.previous_ingestion_volumes(source_name)
+        )
         flags = anomalies(tally, thresholds, history)
         summary["quality"] = {
             "rejectShare": round(tally.reject_share(), 4),

@@ -431,6 +431,34 @@ class Store:
         with self._read() as conn:
             return {task_id: status for task_id, status in conn.execute(query)}
 
+    def previous_ingestion_volumes(
+        self, source_name: str, *, before_task: str, limit: int = 10
+    ) -> list[int]:
+        """Indicators accepted by the last completed ingestions of one source, newest first.
+
+        Read from their results (``sourceName``, ``quality.volume.indicators``); the volume
+        anomaly flag compares a run with these.
+        """
+        if self.is_postgres:
+            name = tasks.c.result.op("->>")("sourceName")
+            volume = tasks.c.result.op("->")("quality").op("->")("volume").op("->>")("indicators")
+        else:
+            name = sa.func.json_extract(tasks.c.result, "$.sourceName")
+            volume = sa.func.json_extract(tasks.c.result, "$.quality.volume.indicators")
+        query = (
+            sa.select(volume)
+            .where(
+                tasks.c.handler == "data_ingestion",
+                tasks.c.status == TaskStatus.COMPLETED,
+                tasks.c.id != before_task,
+                name == source_name,
+            )
+            .order_by(tasks.c.finished_at.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [int(v) for (v,) in conn.execute(query) if v is not None]
+
     def queue_position(self, row: Row) -> int:
         """How many queued tasks a worker will take before this one (0: next)."""
         ahead = sa.or_(

@@ -44,6 +44,12 @@ class FakeStore:
         self.checkpoint: Any = None
         self.batches = 0
         self.crash_on_batch = crash_on_batch
+        self.previous_volumes: list[int] = []
+
+    def previous_ingestion_volumes(
+        self, source_name: str, *, before_task: str, limit: int = 10
+    ) -> list[int]:
+        return self.previous_volumes[:limit]
 
     def upsert_indicators(
         self,
