@@ -252,6 +252,9 @@ workflow_tasks = sa.Table(
     sa.Column("decision", Json),
     sa.Index("ix_workflow_tasks_workflow", "workflow_id", "step"),
     sa.Index("ix_workflow_tasks_ready", "workflow_id", "ready", "seq"),
+    # Migration 0007: a workflow's compensation links; approvals past their deadline.
+    sa.Index("ix_workflow_tasks_kind", "workflow_id", "kind"),
+    sa.Index("ix_workflow_tasks_approval_due", "approval_due_at"),
 )
 
 task_dependencies = sa.Table(
