@@ -1021,27 +1021,27 @@ class Store:
         now = self.clock()
 
         with self._write() as conn:
-            existing = self._existing_keys(conn, list(merged)) if merged else set()
+            inserted: set[tuple[str, str]] = set()
+            if merged:
+                ids, inserted = self._upsert_indicator_rows(conn, merged, now)
+                self._upsert_indicator_sources(conn, ids, merged, source, now)
             for key in merged:
-                if key in existing:
-                    stats.existing += 1
-                else:
+                if key in inserted:
                     stats.new += 1
                     stats.new_by_type[key[0]] = stats.new_by_type.get(key[0], 0) + 1
+                else:
+                    stats.existing += 1
             if progress is not None:
                 self._save_progress(conn, *progress(stats))
-            if merged:
-                ids = self._upsert_indicator_rows(conn, merged, now)
-                self._upsert_indicator_sources(conn, ids, merged, source, now)
         return stats
 
-    def _existing_keys(
-        self, conn: sa.Connection, keys: list[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
+    def _new_keys(self, conn: sa.Connection, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The keys not stored yet (SQLite, before its upsert)."""
         query = sa.select(indicators.c.type, indicators.c.value).where(
             sa.tuple_(indicators.c.type, indicators.c.value).in_(keys)
         )
-        return {(t, v) for t, v in conn.execute(query)}
+        existing = {(t, v) for t, v in conn.execute(query)}
+        return {key for key in keys if key not in existing}
 
     def _insert_for_dialect(self, table: sa.Table) -> Any:
         return pg_dialect.insert(table) if self.is_postgres else sqlite_dialect.insert(table)
@@ -1054,7 +1054,14 @@ class Store:
 
     def _upsert_indicator_rows(
         self, conn: sa.Connection, merged: dict[tuple[str, str], _Folded], now: float
-    ) -> dict[tuple[str, str], int]:
+    ) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
+        """Upsert the rows; return their ids and the keys that were new.
+
+        PostgreSQL tells new from updated rows in the RETURNING clause (a row inserted by
+        this statement has xmax 0); asking first with a (type, value) IN list would scan
+        every row of the type there. SQLite asks first: its row-value IN uses the index.
+        """
+        new_keys = None if self.is_postgres else self._new_keys(conn, list(merged))
         params = [
             {
                 "type": t,
@@ -1091,8 +1098,19 @@ class Store:
                     indicators.c.classification, excluded.classification
                 ),
             },
-        ).returning(indicators.c.id, indicators.c.type, indicators.c.value)
-        return {(t, v): i for i, t, v in conn.execute(stmt, params)}
+        ).returning(
+            indicators.c.id,
+            indicators.c.type,
+            indicators.c.value,
+            sa.literal_column("xmax = 0" if self.is_postgres else "1").label("inserted"),
+        )
+        ids: dict[tuple[str, str], int] = {}
+        inserted: set[tuple[str, str]] = set()
+        for row in conn.execute(stmt, params):
+            ids[(row.type, row.value)] = row.id
+            if row.inserted:
+                inserted.add((row.type, row.value))
+        return ids, inserted if new_keys is None else new_keys
 
     def _upsert_indicator_sources(
         self,
