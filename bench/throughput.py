@@ -36,6 +36,7 @@ from tests.e2e.server import SpireServer
 
 from phantom_spire.engine.worker import Worker
 from phantom_spire.runtime import Runtime
+from phantom_spire.services.identity import SYSTEM
 from phantom_spire.services.tasks import TaskSpec
 from phantom_spire.settings import Settings
 from phantom_spire.store.schema import tasks
@@ -55,7 +56,7 @@ def bench_python_create(runtime: Runtime, n: int) -> float:
 
 
 def bench_raw_insert(runtime: Runtime, n: int) -> float:
-    row = runtime.tasks._build_row(NOOP, execute=False)
+    row = runtime.tasks._build_row(NOOP, execute=False, actor=SYSTEM)
     engine = runtime.store._write_engine
     started = time.perf_counter()
     for i in range(n):
@@ -99,7 +100,7 @@ def bench_drain(runtime: Runtime, n: int) -> tuple[float, list[float]]:
     return elapsed, claim_latencies
 
 
-async def _http_create(url: str, n: int, clients: int) -> float:
+async def _http_create(url: str, n: int, clients: int, headers: dict[str, str]) -> float:
     body = {"name": "bench", "type": "noop"}
     per_client = n // clients
 
@@ -109,7 +110,7 @@ async def _http_create(url: str, n: int, clients: int) -> float:
             response.raise_for_status()
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(http) for _ in range(clients)))
         return time.perf_counter() - started
@@ -119,12 +120,13 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = '{"name": "bench", "type": "noop"}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "%s"
 """
 
 
-def _wrk_create(url: str, folder: Path, clients: int, seconds: int) -> tuple[int, float]:
+def _wrk_create(url: str, folder: Path, clients: int, seconds: int, key: str) -> tuple[int, float]:
     script = folder / "post.lua"
-    script.write_text(WRK_SCRIPT)
+    script.write_text(WRK_SCRIPT % key)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "-s", str(script), f"{url}/api/v1/tasks"],
         capture_output=True,
@@ -144,9 +146,13 @@ def bench_http_create(
     server = SpireServer(database_url, folder / "serve.log", run_workers="false").start()
     try:
         if shutil.which("wrk"):
-            total, seconds = _wrk_create(server.url, folder, clients, 5)
+            total, seconds = _wrk_create(server.url, folder, clients, 5, server.api_key)
             return "wrk", total, seconds
-        return "httpx, client-bound", n, asyncio.run(_http_create(server.url, n, clients))
+        return (
+            "httpx, client-bound",
+            n,
+            asyncio.run(_http_create(server.url, n, clients, server.headers)),
+        )
     finally:
         server.stop()
 
