@@ -254,6 +254,34 @@ def discard_rest_of_line(handle: TextIO) -> None:
             return
 
 
+def bounded_lines(
+    path: Path, max_chars: int, *, newline: str | None = None
+) -> Iterator[tuple[int, str | None]]:
+    """``(line number, line)`` for each line of a UTF-8 text file; ``None`` for a line longer
+    than ``max_chars``, whose rest is skipped without ever being held whole.
+
+    Raises:
+        FeedFormatError: the file is not UTF-8; the message says after which line.
+    """
+    with path.open(encoding="utf-8-sig", newline=newline) as handle:
+        line_no = 0
+        while True:
+            try:
+                line = handle.readline(max_chars + 1)
+            except UnicodeDecodeError as exc:
+                raise FeedFormatError(
+                    path, f"not UTF-8 text after line {line_no}: {exc.reason}"
+                ) from exc
+            if not line:
+                return
+            line_no += 1
+            if len(line) > max_chars and not line.endswith(("\n", "\r")):
+                discard_rest_of_line(handle)
+                yield line_no, None
+                continue
+            yield line_no, line
+
+
 def _parse_row(text: str, delimiter: str) -> list[str]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
     rows = [row for row in reader if row]

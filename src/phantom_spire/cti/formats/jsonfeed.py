@@ -366,21 +366,8 @@ def read_jsonl(
 
 
 def _jsonl_lines(path: Path, max_chars: int) -> Iterator[tuple[int, str | None]]:
-    with path.open(encoding="utf-8-sig") as handle:
-        line_no = 0
-        while True:
-            try:
-                line = handle.readline(max_chars + 1)
-            except UnicodeDecodeError as exc:
-                raise FeedFormatError(
-                    path, f"not UTF-8 text after line {line_no}: {exc.reason}"
-                ) from exc
-            if not line:
-                return
-            line_no += 1
-            if len(line) > max_chars and not line.endswith("\n"):
-                csv_format.discard_rest_of_line(handle)
-                yield line_no, None
-                continue
-            if line.strip():
-                yield line_no, line.strip()
+    for line_no, line in csv_format.bounded_lines(path, max_chars):
+        if line is None:
+            yield line_no, None
+        elif line.strip():
+            yield line_no, line.strip()

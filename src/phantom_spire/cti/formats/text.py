@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from phantom_spire.cti.errors import FeedFormatError, InvalidIndicator
+from phantom_spire.cti.errors import InvalidIndicator
 from phantom_spire.cti.formats.base import (
     FeedItem,
     indicator_item,
@@ -20,7 +20,7 @@ from phantom_spire.cti.formats.base import (
     rejected_item,
     skipped_item,
 )
-from phantom_spire.cti.formats.csv import DEFAULT_MAX_RECORD_CHARS, discard_rest_of_line
+from phantom_spire.cti.formats.csv import DEFAULT_MAX_RECORD_CHARS, bounded_lines
 from phantom_spire.cti.indicators import extract, parse_indicator
 
 __all__ = ["read_text"]
@@ -77,22 +77,10 @@ def _read_line(
 
 
 def _lines(path: Path, max_chars: int) -> Iterator[tuple[int, str | None]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        line_no = 0
-        while True:
-            try:
-                line = handle.readline(max_chars + 1)
-            except UnicodeDecodeError as exc:
-                raise FeedFormatError(
-                    path, f"not UTF-8 text after line {line_no}: {exc.reason}"
-                ) from exc
-            if not line:
-                return
-            line_no += 1
-            if len(line) > max_chars and not line.endswith(("\n", "\r")):
-                discard_rest_of_line(handle)
-                yield line_no, None
-                continue
-            stripped = line.strip()
-            if stripped and not stripped.startswith(("#", ";")):
-                yield line_no, stripped
+    for line_no, line in bounded_lines(path, max_chars, newline=""):
+        if line is None:
+            yield line_no, None
+            continue
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", ";")):
+            yield line_no, stripped
